@@ -1,0 +1,176 @@
+//! `replay`: saved API records in, CEF lines out.
+//!
+//! The same parse and encode stages the agent uses, driven over files, so
+//! that a user can check the lines their SIEM will get from records they
+//! already have, and so that tests and benchmarks exercise the real path.
+//! Output is batched into one reused buffer and written in large chunks.
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+
+use crate::config::{InputSource, ReplayPlan};
+use crate::parse::{InputReader, Item};
+
+/// Exit status when every input was read and valid.
+pub const EXIT_OK: u8 = 0;
+/// Exit status when some input was malformed (sysexits `EX_DATAERR`); every
+/// valid record was still written.
+pub const EXIT_DATA_ERROR: u8 = 65;
+/// Exit status when an input could not be opened or read (`EX_NOINPUT`).
+pub const EXIT_NO_INPUT: u8 = 66;
+/// Exit status when the output could not be written (`EX_IOERR`).
+pub const EXIT_IO_ERROR: u8 = 74;
+/// Output is written when the batch grows past this many bytes.
+pub const BATCH_BYTES: usize = 256 * 1024;
+/// Input read buffer size.
+pub const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Lines written.
+    pub records: u64,
+    /// Malformed pieces of input skipped.
+    pub problems: u64,
+    /// Inputs that could not be opened or read.
+    pub unreadable: u64,
+    /// The output failed (other than the reader going away).
+    pub output_failed: bool,
+}
+
+impl ReplaySummary {
+    /// The process exit status for this outcome.
+    pub fn exit_code(&self) -> u8 {
+        if self.output_failed {
+            EXIT_IO_ERROR
+        } else if self.unreadable > 0 {
+            EXIT_NO_INPUT
+        } else if self.problems > 0 {
+            EXIT_DATA_ERROR
+        } else {
+            EXIT_OK
+        }
+    }
+}
+
+/// Runs a replay: reads every input of `plan` in order, writes one line per
+/// record to `out`, and reports each problem on `diagnostics`.
+pub fn run(plan: &ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) -> ReplaySummary {
+    let mut replay = Replay {
+        plan,
+        reader: InputReader::new(),
+        batch: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+        out,
+        output_error: None,
+        diagnostics,
+        summary: ReplaySummary::default(),
+    };
+    for input in &plan.inputs {
+        let (name, result) = match input {
+            InputSource::Stdin => (
+                STDIN_NAME.to_owned(),
+                replay.read(io::stdin().lock(), STDIN_NAME),
+            ),
+            InputSource::File(path) => {
+                let name = path.display().to_string();
+                let result = File::open(path).and_then(|file| {
+                    replay.read(BufReader::with_capacity(READ_BUFFER_BYTES, file), &name)
+                });
+                (name, result)
+            }
+        };
+        if let Err(error) = result {
+            replay.summary.unreadable += 1;
+            let _ = writeln!(
+                replay.diagnostics,
+                "siem-agent: {name}: cannot read: {error}"
+            );
+        }
+        if replay.output_error.is_some() {
+            break;
+        }
+    }
+    replay.finish()
+}
+
+/// How stdin is named in messages.
+const STDIN_NAME: &str = "<stdin>";
+
+/// The state of one replay run.
+struct Replay<'a> {
+    plan: &'a ReplayPlan,
+    reader: InputReader,
+    /// Encoded lines not yet written.
+    batch: Vec<u8>,
+    out: &'a mut dyn Write,
+    /// The first output error; once set, nothing more is written.
+    output_error: Option<io::Error>,
+    diagnostics: &'a mut dyn Write,
+    summary: ReplaySummary,
+}
+
+impl Replay<'_> {
+    /// Reads one input named `name`, encoding its records into the batch
+    /// and writing the batch out whenever it is full.
+    fn read<R: io::BufRead>(&mut self, source: R, name: &str) -> io::Result<()> {
+        let Self {
+            plan,
+            reader,
+            batch,
+            out,
+            output_error,
+            diagnostics,
+            summary,
+        } = self;
+        let stats = reader.read(source, |item| match item {
+            Item::Record(record) => {
+                if output_error.is_some() {
+                    return;
+                }
+                plan.encoder.encode(record, batch);
+                batch.push(b'\n');
+                if batch.len() >= BATCH_BYTES {
+                    if let Err(error) = out.write_all(batch) {
+                        *output_error = Some(error);
+                    }
+                    batch.clear();
+                }
+            }
+            Item::Problem(problem) => {
+                let _ = writeln!(diagnostics, "siem-agent: {name}: {problem}");
+            }
+        })?;
+        summary.records += stats.records;
+        summary.problems += stats.problems;
+        Ok(())
+    }
+
+    /// Writes what is left and reports the outcome.
+    fn finish(mut self) -> ReplaySummary {
+        if self.output_error.is_none() {
+            if let Err(error) = self
+                .out
+                .write_all(&self.batch)
+                .and_then(|()| self.out.flush())
+            {
+                self.output_error = Some(error);
+            }
+        }
+        if let Some(error) = self.output_error {
+            // A closed pipe (`| head`) is the reader's choice, not a failure.
+            if error.kind() != io::ErrorKind::BrokenPipe {
+                self.summary.output_failed = true;
+                let _ = writeln!(self.diagnostics, "siem-agent: cannot write output: {error}");
+            }
+            return self.summary;
+        }
+        if self.summary.problems > 0 {
+            let _ = writeln!(
+                self.diagnostics,
+                "siem-agent: {} malformed input item(s) skipped; {} record(s) written",
+                self.summary.problems, self.summary.records
+            );
+        }
+        self.summary
+    }
+}

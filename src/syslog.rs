@@ -1,0 +1,346 @@
+//! Syslog message headers in front of each CEF line.
+//!
+//! The official agent wrote `<ISO time> [host ]CEF:...` with no PRI; that is
+//! the default here too, because SIEM parsers were tuned to it. The RFC 3164
+//! and RFC 5424 styles exist for collectors that insist on a proper syslog
+//! header. The time in every style is the record's own event time, so a
+//! backlog replayed hours later still lands at the right place in the SIEM.
+//!
+//! Dates are formatted here rather than through a date crate because this
+//! runs once per record on the hot path and must not allocate; the civil
+//! calendar conversion is checked against the `time` crate in the tests.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The syslog facility used when none is configured: local0.
+pub const DEFAULT_FACILITY: u8 = 16;
+/// The largest valid syslog facility number (local7).
+pub const MAX_FACILITY: u8 = 23;
+/// RFC 5424 APP-NAME field.
+pub const APP_NAME: &str = "siem-agent";
+/// Longest host name RFC 5424 allows in the HOSTNAME field.
+pub const MAX_HOSTNAME_LEN: usize = 255;
+/// The last millisecond of year 9999: later (and negative) record times are
+/// treated as absent, since no header style can show them.
+pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// How each message starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeaderStyle {
+    /// `2017-11-28T19:24:55.000Z [host ]CEF:...`, the official agent's style.
+    Iso,
+    /// `<134>Nov 28 19:24:55 host CEF:...` (BSD syslog).
+    Rfc3164,
+    /// `<134>1 2017-11-28T19:24:55.000Z host siem-agent - - - CEF:...`.
+    Rfc5424,
+    /// The bare CEF line.
+    None,
+}
+
+/// A validated header configuration; build it with [`SyslogHeader::new`].
+#[derive(Clone, Debug)]
+pub struct SyslogHeader {
+    style: HeaderStyle,
+    hostname: Option<String>,
+    facility: u8,
+}
+
+/// Why a header configuration was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Facility numbers run from 0 (kern) to 23 (local7).
+    #[error("syslog facility {0} is out of range (0-23)")]
+    Facility(u8),
+    /// Syslog host names are printable ASCII without spaces, 1-255 bytes.
+    #[error(
+        "host name {0:?} is not valid in a syslog header (printable ASCII, no spaces, 1-255 bytes)"
+    )]
+    Hostname(String),
+    /// The RFC styles need a host name and none was configured or found.
+    #[error(
+        "the {0:?} header style needs a host name and this machine's could not be read; set one"
+    )]
+    NoHostname(HeaderStyle),
+}
+
+impl SyslogHeader {
+    /// Validates the configuration. `hostname` is written as given; the RFC
+    /// styles require one (callers default it to the machine's name).
+    pub fn new(
+        style: HeaderStyle,
+        hostname: Option<String>,
+        facility: u8,
+    ) -> Result<Self, HeaderError> {
+        if facility > MAX_FACILITY {
+            return Err(HeaderError::Facility(facility));
+        }
+        if let Some(name) = &hostname {
+            let valid = !name.is_empty()
+                && name.len() <= MAX_HOSTNAME_LEN
+                && name.bytes().all(|b| b.is_ascii_graphic());
+            if !valid {
+                return Err(HeaderError::Hostname(name.clone()));
+            }
+        }
+        if hostname.is_none() && matches!(style, HeaderStyle::Rfc3164 | HeaderStyle::Rfc5424) {
+            return Err(HeaderError::NoHostname(style));
+        }
+        Ok(Self {
+            style,
+            hostname,
+            facility,
+        })
+    }
+
+    /// The configured style.
+    pub fn style(&self) -> HeaderStyle {
+        self.style
+    }
+
+    /// Appends the header for a record with CEF severity `cef_severity`
+    /// (0-10) and event time `timestamp_ms`; `None`, or a time no header can
+    /// show, uses the current time.
+    pub fn write(&self, out: &mut Vec<u8>, cef_severity: u8, timestamp_ms: Option<i64>) {
+        if self.style == HeaderStyle::None {
+            return;
+        }
+        let timestamp_ms = timestamp_ms
+            .filter(|ms| (0..=MAX_TIMESTAMP_MS).contains(ms))
+            .unwrap_or_else(now_ms);
+        let host = self.hostname.as_deref().map(str::as_bytes);
+        match self.style {
+            HeaderStyle::Iso => {
+                write_iso_time(out, timestamp_ms);
+                out.push(b' ');
+                if let Some(host) = host {
+                    out.extend_from_slice(host);
+                    out.push(b' ');
+                }
+            }
+            HeaderStyle::Rfc3164 => {
+                self.write_pri(out, cef_severity);
+                write_bsd_time(out, timestamp_ms);
+                out.push(b' ');
+                out.extend_from_slice(host.unwrap_or(b"-"));
+                out.push(b' ');
+            }
+            HeaderStyle::Rfc5424 => {
+                self.write_pri(out, cef_severity);
+                out.extend_from_slice(b"1 ");
+                write_iso_time(out, timestamp_ms);
+                out.push(b' ');
+                out.extend_from_slice(host.unwrap_or(b"-"));
+                out.push(b' ');
+                out.extend_from_slice(APP_NAME.as_bytes());
+                // PROCID, MSGID and STRUCTURED-DATA are all nil.
+                out.extend_from_slice(b" - - - ");
+            }
+            HeaderStyle::None => {}
+        }
+    }
+
+    fn write_pri(&self, out: &mut Vec<u8>, cef_severity: u8) {
+        let pri = u16::from(self.facility) * 8 + u16::from(syslog_severity(cef_severity));
+        out.push(b'<');
+        out.extend_from_slice(itoa::Buffer::new().format(pri).as_bytes());
+        out.push(b'>');
+    }
+}
+
+/// Maps a CEF severity (0-10) to a syslog severity: 0-3 informational (6),
+/// 4-6 warning (4), 7-8 error (3), 9-10 critical (2).
+pub fn syslog_severity(cef_severity: u8) -> u8 {
+    match cef_severity {
+        0..=3 => 6,
+        4..=6 => 4,
+        7..=8 => 3,
+        _ => 2,
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A UTC calendar time, split for formatting.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    millis: u32,
+}
+
+impl Civil {
+    fn from_ms(ms: i64) -> Self {
+        let days = ms.div_euclid(86_400_000);
+        let ms_of_day = ms.rem_euclid(86_400_000) as u32;
+        let (year, month, day) = civil_from_days(days);
+        Civil {
+            year,
+            month,
+            day,
+            hour: ms_of_day / 3_600_000,
+            minute: ms_of_day / 60_000 % 60,
+            second: ms_of_day / 1000 % 60,
+            millis: ms_of_day % 1000,
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31) in the proleptic
+/// Gregorian calendar (the well-known era-based algorithm by H. Hinnant).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn push_2(out: &mut Vec<u8>, n: u32) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
+}
+
+/// `2017-11-28T19:24:55.000Z`
+pub fn write_iso_time(out: &mut Vec<u8>, ms: i64) {
+    let t = Civil::from_ms(ms);
+    let year = t.year.clamp(0, 9999) as u32;
+    push_2(out, year / 100);
+    push_2(out, year % 100);
+    out.push(b'-');
+    push_2(out, t.month);
+    out.push(b'-');
+    push_2(out, t.day);
+    out.push(b'T');
+    push_2(out, t.hour);
+    out.push(b':');
+    push_2(out, t.minute);
+    out.push(b':');
+    push_2(out, t.second);
+    out.push(b'.');
+    out.push(b'0' + (t.millis / 100) as u8);
+    push_2(out, t.millis % 100);
+    out.push(b'Z');
+}
+
+/// `Nov 28 19:24:55` (RFC 3164: day padded with a space, no year, UTC).
+pub fn write_bsd_time(out: &mut Vec<u8>, ms: i64) {
+    let t = Civil::from_ms(ms);
+    out.extend_from_slice(MONTHS[(t.month - 1) as usize]);
+    out.push(b' ');
+    out.push(if t.day < 10 {
+        b' '
+    } else {
+        b'0' + (t.day / 10) as u8
+    });
+    out.push(b'0' + (t.day % 10) as u8);
+    out.push(b' ');
+    push_2(out, t.hour);
+    out.push(b':');
+    push_2(out, t.minute);
+    out.push(b':');
+    push_2(out, t.second);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text(f: impl Fn(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn styles() {
+        let ts = Some(1_511_897_095_000);
+        let iso = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid");
+        assert_eq!(text(|o| iso.write(o, 0, ts)), "2017-11-28T19:24:55.000Z ");
+        let iso_host =
+            SyslogHeader::new(HeaderStyle::Iso, Some("LAB-EUW-ARCTEST".into()), 16).expect("valid");
+        assert_eq!(
+            text(|o| iso_host.write(o, 0, ts)),
+            "2017-11-28T19:24:55.000Z LAB-EUW-ARCTEST "
+        );
+        let bsd = SyslogHeader::new(HeaderStyle::Rfc3164, Some("h1".into()), 16).expect("valid");
+        assert_eq!(text(|o| bsd.write(o, 8, ts)), "<131>Nov 28 19:24:55 h1 ");
+        assert_eq!(
+            text(|o| bsd.write(o, 0, Some(1_500_000_000_000))),
+            "<134>Jul 14 02:40:00 h1 "
+        );
+        let rfc5424 = SyslogHeader::new(HeaderStyle::Rfc5424, Some("h1".into()), 4).expect("ok");
+        assert_eq!(
+            text(|o| rfc5424.write(o, 10, ts)),
+            "<34>1 2017-11-28T19:24:55.000Z h1 siem-agent - - - "
+        );
+        let none = SyslogHeader::new(HeaderStyle::None, None, 16).expect("valid");
+        assert_eq!(text(|o| none.write(o, 3, ts)), "");
+    }
+
+    #[test]
+    fn severity_mapping() {
+        let mapped: Vec<u8> = (0..=10).map(syslog_severity).collect();
+        assert_eq!(mapped, [6, 6, 6, 6, 4, 4, 4, 3, 3, 2, 2]);
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        assert_eq!(
+            SyslogHeader::new(HeaderStyle::Iso, None, 24).err(),
+            Some(HeaderError::Facility(24))
+        );
+        assert!(SyslogHeader::new(HeaderStyle::Iso, Some("a b".into()), 16).is_err());
+        assert!(SyslogHeader::new(HeaderStyle::Iso, Some(String::new()), 16).is_err());
+        assert_eq!(
+            SyslogHeader::new(HeaderStyle::Rfc5424, None, 16).err(),
+            Some(HeaderError::NoHostname(HeaderStyle::Rfc5424))
+        );
+    }
+
+    #[test]
+    fn out_of_range_time_uses_now() {
+        let iso = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid");
+        let before = now_ms();
+        let written = text(|o| iso.write(o, 0, Some(-1)));
+        let year: i64 = written[..4].parse().expect("year");
+        let expected_year = 1970 + before / (365_i64 * 86_400_000);
+        assert!((year - expected_year).abs() <= 1, "{written}");
+    }
+
+    proptest! {
+        #[test]
+        fn calendar_matches_time_crate(ms in 0..=MAX_TIMESTAMP_MS) {
+            let reference = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .expect("in range");
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                reference.year(), u8::from(reference.month()), reference.day(),
+                reference.hour(), reference.minute(), reference.second(), reference.millisecond()
+            );
+            prop_assert_eq!(text(|o| write_iso_time(o, ms)), expected);
+        }
+    }
+}
