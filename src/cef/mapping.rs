@@ -14,7 +14,7 @@ use simd_json::ValueType;
 
 use super::appid;
 use super::escape::{escape_extension, escape_header};
-use super::value::{as_integer, non_empty_str, write_extension, write_header};
+use super::value::{as_integer, as_unsigned, non_empty_str, write_extension, write_header};
 
 /// Record keys the mapping reads (top level unless noted).
 pub mod field {
@@ -283,7 +283,7 @@ fn write_id(out: &mut Vec<u8>, item: Value<'_, '_>) {
 /// Appends the app id tag for an app id given as a number or a string.
 fn write_app_tag(out: &mut Vec<u8>, app_id: Option<Value<'_, '_>>) {
     let Some(app_id) = app_id else { return };
-    if let Some(number) = as_integer(app_id).and_then(|n| u64::try_from(n).ok()) {
+    if let Some(number) = as_unsigned(app_id) {
         appid::write_tag(out, number);
     } else if let Some(text) = non_empty_str(Some(app_id)) {
         match text.parse::<u64>() {

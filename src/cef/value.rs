@@ -28,6 +28,15 @@ pub fn as_integer(value: Value<'_, '_>) -> Option<i64> {
     }
 }
 
+/// The value as an unsigned integer (ids): JSON integers and exactly
+/// integral floats that are not negative.
+pub fn as_unsigned(value: Value<'_, '_>) -> Option<u64> {
+    match value.value_type() {
+        ValueType::U64 => value.as_u64(),
+        _ => as_integer(value).and_then(|n| u64::try_from(n).ok()),
+    }
+}
+
 /// `float` as an `i64` when it is exactly integral and in range.
 fn integral_float(float: f64) -> Option<i64> {
     if float.fract() == 0.0 && float.abs() < MAX_INTEGRAL_FLOAT {
@@ -145,5 +154,11 @@ mod tests {
         assert_eq!(with_value("4.25", as_integer), None);
         assert_eq!(with_value("18446744073709551615", as_integer), None);
         assert_eq!(with_value(r#""42""#, as_integer), None);
+        assert_eq!(
+            with_value("18446744073709551615", as_unsigned),
+            Some(u64::MAX)
+        );
+        assert_eq!(with_value("7.0", as_unsigned), Some(7));
+        assert_eq!(with_value("-7", as_unsigned), None);
     }
 }

@@ -1,0 +1,13 @@
+//! The integration test binary: every test that runs the built program or
+//! crosses module boundaries lives in a module under `tests/it/`.
+
+#[path = "it/alloc.rs"]
+mod alloc;
+#[path = "it/golden.rs"]
+mod golden;
+#[path = "it/replay_cli.rs"]
+mod replay_cli;
+#[path = "it/roundtrip.rs"]
+mod roundtrip;
+#[path = "it/support/mod.rs"]
+mod support;

@@ -1,0 +1,169 @@
+//! The hot path allocates nothing per record: counted, not assumed.
+//!
+//! A counting global allocator wraps the system one for this test binary.
+//! Counts are per thread, so tests running in parallel do not disturb each
+//! other's numbers.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use siem_agent::cef::{DataType, Encoder};
+use siem_agent::parse::{InputReader, Item};
+use siem_agent::syslog::{HeaderStyle, SyslogHeader};
+
+use super::support::cases::{ActivityCase, AlertCase, CASE_STRINGS};
+
+thread_local! {
+    // `const` initialisation: no lazy set-up that could itself allocate.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+struct CountingAllocator;
+
+// SAFETY: a test needs to observe allocations, which only a global allocator
+// can. Every method forwards its arguments unchanged to `System`, which
+// upholds the `GlobalAlloc` contract; the only addition is a thread-local
+// counter update, which neither allocates nor touches the memory handed out.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: same layout the caller gave us, per the trait contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        // SAFETY: `ptr`/`layout` came from this allocator, i.e. from System.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// 10,000 records of both kinds, with escapes, Unicode, IPv4 and IPv6
+/// addresses, missing fields and long values, as NDJSON.
+fn varied_records() -> String {
+    let mut ndjson = String::new();
+    let words = [
+        "plain",
+        "a=b",
+        "pipe|",
+        "back\\slash",
+        "line\nbreak",
+        "tab\tx",
+        "ünïcødé ✓",
+        "",
+    ];
+    for n in 0..10_000usize {
+        let pick = |k: usize| words[(n / (k + 1) + k) % words.len()].repeat(1 + n % 3);
+        let strings: Vec<String> = (0..CASE_STRINGS).map(pick).collect();
+        let mut strings = strings;
+        strings[6] = match n % 3 {
+            0 => format!("10.0.{}.{}", n % 256, n / 256 % 256),
+            1 => format!("2001:db8::{:x}", n),
+            _ => "not an ip".to_owned(),
+        };
+        strings[9] = strings[6].clone();
+        let json = if n % 2 == 0 {
+            ActivityCase::from_strings(
+                &strings,
+                [14509, 11161, 99_999][n % 3],
+                1_500_000_000_000 + n as i64,
+            )
+            .to_json()
+        } else {
+            strings[1].push_str("title");
+            AlertCase::from_strings(
+                &strings,
+                [(n % 5) as i64, n as i64, 10489],
+                1_500_000_000_000,
+            )
+            .to_json()
+        };
+        ndjson.push_str(&json);
+        ndjson.push('\n');
+    }
+    ndjson
+}
+
+fn encoder(style: HeaderStyle) -> Encoder {
+    let header = SyslogHeader::new(style, Some("host".into()), 16).expect("valid");
+    Encoder::new("1.0.0", "https://portal.example", header, DataType::Auto)
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    let before = allocations();
+    let buffer: Vec<u8> = Vec::with_capacity(100);
+    std::hint::black_box(&buffer);
+    assert!(
+        allocations() > before,
+        "the counting allocator is not in use"
+    );
+}
+
+#[test]
+fn encoding_allocates_nothing_per_record() {
+    let input = varied_records();
+    for style in [HeaderStyle::Iso, HeaderStyle::Rfc3164, HeaderStyle::Rfc5424] {
+        let encoder = encoder(style);
+        let mut reader = InputReader::new();
+        let mut line = Vec::with_capacity(64 * 1024);
+        let mut encoded = 0u64;
+        let mut during_encode = 0u64;
+        for pass in 0..2 {
+            reader
+                .read(input.as_bytes(), |item| {
+                    let Item::Record(record) = item else {
+                        panic!("generated input is valid")
+                    };
+                    line.clear();
+                    let before = allocations();
+                    encoder.encode(record, &mut line);
+                    let after = allocations();
+                    if pass == 1 {
+                        encoded += 1;
+                        during_encode += after - before;
+                    }
+                })
+                .expect("in memory");
+        }
+        assert_eq!(encoded, 10_000);
+        assert_eq!(during_encode, 0, "{style:?}: allocations while encoding");
+    }
+}
+
+#[test]
+fn parsing_and_encoding_ndjson_allocates_nothing_after_warm_up() {
+    let input = varied_records();
+    let encoder = encoder(HeaderStyle::Iso);
+    let mut reader = InputReader::new();
+    let mut batch = Vec::with_capacity(8 * 1024 * 1024);
+    let mut run = |batch: &mut Vec<u8>| {
+        batch.clear();
+        reader
+            .read(input.as_bytes(), |item| {
+                if let Item::Record(record) = item {
+                    encoder.encode(record, batch);
+                    batch.push(b'\n');
+                }
+            })
+            .expect("in memory")
+    };
+    run(&mut batch); // warm-up: buffers grow to the largest line
+    let before = allocations();
+    let stats = run(&mut batch);
+    let during = allocations() - before;
+    assert_eq!(stats.records, 10_000);
+    assert_eq!(during, 0, "allocations while reading 10,000 NDJSON records");
+}

@@ -1,0 +1,345 @@
+//! Records built from arbitrary strings, and what their CEF line must say.
+//!
+//! Shared by the property tests and the `cef_roundtrip` fuzz target (which
+//! includes this file by path), so both hold the encoder to the same
+//! contract: the line is one line, parses strictly, and every mapped field
+//! reads back as the input, except for the documented replacement of
+//! control characters by spaces.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use siem_agent::cef::strict;
+use simd_json::json;
+use simd_json::prelude::Writable;
+
+/// Number of strings a case is built from.
+pub const CASE_STRINGS: usize = 12;
+
+/// Control characters CEF cannot carry become spaces; in the extension CR
+/// and LF survive (escaped), in the header they become spaces too.
+pub fn cleaned(text: &str, keep_line_breaks: bool) -> String {
+    text.chars()
+        .map(|c| {
+            let line_break = c == '\n' || c == '\r';
+            if (c.is_ascii_control() && !(keep_line_breaks && line_break)) || c == '\u{7f}' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn ext(text: &str) -> String {
+    cleaned(text, true)
+}
+
+fn head(text: &str) -> String {
+    cleaned(text, false)
+}
+
+fn take(strings: &[String], index: usize) -> String {
+    strings.get(index).cloned().unwrap_or_default()
+}
+
+/// An activity whose mapped fields all come from arbitrary strings.
+#[derive(Debug, Clone)]
+pub struct ActivityCase {
+    pub id: String,
+    pub event_type_name: String,
+    pub pretty_operation_name: String,
+    pub description: String,
+    pub user_name: String,
+    pub app_name: String,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub object_names: Vec<String>,
+    pub policies: Vec<String>,
+    pub app_id: u64,
+    pub timestamp: i64,
+}
+
+impl ActivityCase {
+    /// Builds a case from up to [`CASE_STRINGS`] strings (missing ones are
+    /// empty) and two numbers.
+    pub fn from_strings(strings: &[String], app_id: u64, timestamp: i64) -> Self {
+        Self {
+            id: take(strings, 0),
+            event_type_name: take(strings, 1),
+            pretty_operation_name: take(strings, 2),
+            description: take(strings, 3),
+            user_name: take(strings, 4),
+            app_name: take(strings, 5),
+            client_ip: take(strings, 6),
+            user_agent: take(strings, 7),
+            object_names: vec![take(strings, 8), take(strings, 9)],
+            policies: vec![take(strings, 10), take(strings, 11)],
+            app_id,
+            timestamp,
+        }
+    }
+
+    /// The record as the API would send it.
+    pub fn to_json(&self) -> String {
+        json!({
+            "_id": self.id.clone(),
+            "timestamp": self.timestamp,
+            "eventTypeName": self.event_type_name.clone(),
+            "description": self.description.clone(),
+            "appId": self.app_id,
+            "appName": self.app_name.clone(),
+            "user": {"userName": self.user_name.clone()},
+            "device": {"clientIP": self.client_ip.clone(), "userAgent": self.user_agent.clone()},
+            "mainInfo": {
+                "prettyOperationName": self.pretty_operation_name.clone(),
+                "eventObjects": [
+                    {"name": self.object_names[0].clone()},
+                    {"name": self.object_names[1].clone()}
+                ]
+            },
+            "policies": [self.policies[0].clone(), self.policies[1].clone()]
+        })
+        .encode()
+    }
+
+    /// Checks an encoded message (syslog header included) against the case.
+    pub fn check(&self, message: &str, portal: &str) -> Result<(), String> {
+        let line = check_one_line(message)?;
+        let class = if self.event_type_name.is_empty() {
+            "EVENT_CATEGORY_UNSPECIFIED".to_owned()
+        } else {
+            head(&self.event_type_name)
+        };
+        let before_colon = self.description.split(':').next().unwrap_or_default();
+        let name = if !self.pretty_operation_name.is_empty() {
+            head(&self.pretty_operation_name)
+        } else if !before_colon.is_empty() {
+            head(before_colon)
+        } else {
+            class.clone()
+        };
+        expect_eq("class id", &line.header[4], &class)?;
+        expect_eq("name", &line.header[5], &name)?;
+        expect_eq("severity", &line.header[6], "0")?;
+        let ts = self.timestamp.to_string();
+        let ipv4 = self.client_ip.parse::<Ipv4Addr>().is_ok();
+        let ipv6 = self.client_ip.parse::<Ipv6Addr>().is_ok();
+        let expected: Vec<(&str, String)> = vec![
+            ("externalId", ext(&self.id)),
+            ("rt", ts.clone()),
+            ("start", ts.clone()),
+            ("end", ts),
+            ("msg", ext(&self.description)),
+            ("suser", ext(&self.user_name)),
+            ("destinationServiceName", ext(&self.app_name)),
+            (
+                "dvc",
+                if ipv4 {
+                    self.client_ip.clone()
+                } else {
+                    String::new()
+                },
+            ),
+            ("requestClientApplication", ext(&self.user_agent)),
+            ("cs1Label", "portalURL".into()),
+            (
+                "cs1",
+                format!("{portal}/#/audits?activity.id=eq({},)", ext(&self.id)),
+            ),
+            ("cs2Label", "uniqueServiceAppIds".into()),
+            ("cs2", app_tag(self.app_id)),
+            ("cs3Label", "targetObjects".into()),
+            (
+                "cs3",
+                format!(
+                    "{},{}",
+                    ext(&self.object_names[0]),
+                    ext(&self.object_names[1])
+                ),
+            ),
+            ("cs4Label", "policyIDs".into()),
+            (
+                "cs4",
+                format!("{},{}", ext(&self.policies[0]), ext(&self.policies[1])),
+            ),
+            ("c6a1Label", "\"Device IPv6 Address\"".into()),
+            (
+                "c6a1",
+                if ipv6 {
+                    self.client_ip.clone()
+                } else {
+                    String::new()
+                },
+            ),
+        ];
+        expect_extension(&line, &expected)
+    }
+}
+
+/// An alert whose mapped fields all come from arbitrary strings.
+#[derive(Debug, Clone)]
+pub struct AlertCase {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub url: String,
+    pub policy_type: String,
+    pub user_label: String,
+    pub service_label: String,
+    pub audit: String,
+    pub rule_id: String,
+    pub ip: String,
+    pub severity_value: i64,
+    pub threat_score: i64,
+    pub app_id: u64,
+    pub timestamp: i64,
+}
+
+impl AlertCase {
+    /// Builds a case from up to [`CASE_STRINGS`] strings and three numbers.
+    pub fn from_strings(strings: &[String], numbers: [i64; 3], timestamp: i64) -> Self {
+        Self {
+            id: take(strings, 0),
+            title: take(strings, 1),
+            description: take(strings, 2),
+            url: take(strings, 3),
+            policy_type: take(strings, 4),
+            user_label: take(strings, 5),
+            service_label: take(strings, 6),
+            audit: take(strings, 7),
+            rule_id: take(strings, 8),
+            ip: take(strings, 9),
+            severity_value: numbers[0],
+            threat_score: numbers[1],
+            app_id: numbers[2].unsigned_abs(),
+            timestamp,
+        }
+    }
+
+    /// The record as the API would send it.
+    pub fn to_json(&self) -> String {
+        json!({
+            "_id": self.id.clone(),
+            "timestamp": self.timestamp,
+            "title": self.title.clone(),
+            "description": self.description.clone(),
+            "URL": self.url.clone(),
+            "severityValue": self.severity_value,
+            "threatScore": self.threat_score,
+            "audits": [self.audit.clone()],
+            "policy": {"policyType": self.policy_type.clone()},
+            "entities": [
+                {"type": "policyRule", "id": self.rule_id.clone()},
+                {"type": "service", "id": self.app_id, "label": self.service_label.clone()},
+                {"type": "user", "id": "x", "label": self.user_label.clone()},
+                {"type": "ip", "id": self.ip.clone()}
+            ]
+        })
+        .encode()
+    }
+
+    /// Checks an encoded message against the case.
+    pub fn check(&self, message: &str, portal: &str) -> Result<(), String> {
+        let line = check_one_line(message)?;
+        let class = if self.policy_type.is_empty() {
+            "ALERT_GENERIC".to_owned()
+        } else {
+            format!("ALERT_CABINET_EVENT_MATCH_{}", head(&self.policy_type))
+        };
+        let name = if self.title.is_empty() {
+            class.clone()
+        } else {
+            head(&self.title)
+        };
+        let severity = match self.severity_value {
+            0 => "3",
+            1 => "6",
+            2 => "8",
+            3 => "1",
+            _ => "3",
+        };
+        expect_eq("class id", &line.header[4], &class)?;
+        expect_eq("name", &line.header[5], &name)?;
+        expect_eq("severity", &line.header[6], severity)?;
+        let ts = self.timestamp.to_string();
+        let url = if self.url.is_empty() {
+            format!("{portal}/#/alerts/{}", ext(&self.id))
+        } else {
+            ext(&self.url)
+        };
+        let mut expected: Vec<(&str, String)> = vec![
+            ("externalId", ext(&self.id)),
+            ("start", ts.clone()),
+            ("end", ts),
+            ("msg", ext(&self.description)),
+            ("suser", ext(&self.user_label)),
+            ("destinationServiceName", ext(&self.service_label)),
+            ("cn1Label", "riskScore".into()),
+            ("cn1", self.threat_score.to_string()),
+            ("cs1Label", "portalURL".into()),
+            ("cs1", url),
+            ("cs2Label", "uniqueServiceAppIds".into()),
+            ("cs2", app_tag(self.app_id)),
+            ("cs3Label", "relatedAudits".into()),
+            ("cs3", ext(&self.audit)),
+            ("cs4Label", "policyIDs".into()),
+            ("cs4", ext(&self.rule_id)),
+        ];
+        if self.ip.parse::<Ipv4Addr>().is_ok() {
+            expected.push(("src", self.ip.clone()));
+        }
+        if self.ip.parse::<Ipv6Addr>().is_ok() {
+            expected.push(("c6a1", self.ip.clone()));
+        }
+        expect_extension(&line, &expected)
+    }
+}
+
+/// The app id tag the encoder must write, computed independently of its
+/// table for the ids the spec names.
+pub fn app_tag(app_id: u64) -> String {
+    let name = match app_id {
+        11161 => "O365".to_owned(),
+        20893 => "OUTLOOK".to_owned(),
+        20892 => "SHAREPOINT".to_owned(),
+        15600 => "ONEDRIVE".to_owned(),
+        28375 => "TEAMS".to_owned(),
+        10489 => "BOX".to_owned(),
+        11114 => "SALESFORCE".to_owned(),
+        14509 => "SERVICENOW".to_owned(),
+        11627 => "DROPBOX".to_owned(),
+        11599 => "AWS".to_owned(),
+        12260 => "AZURE".to_owned(),
+        10980 => "OKTA".to_owned(),
+        other => other.to_string(),
+    };
+    format!("APPID_{name}")
+}
+
+/// A message must be exactly one line and parse strictly.
+pub fn check_one_line(message: &str) -> Result<strict::CefLine, String> {
+    if message.contains(['\n', '\r']) {
+        return Err(format!("message spans lines: {message:?}"));
+    }
+    let cef = strict::strip_syslog_header(message).map_err(|e| format!("{e}: {message:?}"))?;
+    strict::parse(cef).map_err(|e| format!("not strict CEF ({e}): {cef:?}"))
+}
+
+fn expect_eq(what: &str, actual: &str, expected: &str) -> Result<(), String> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {actual:?}, expected {expected:?}"))
+    }
+}
+
+fn expect_extension(line: &strict::CefLine, expected: &[(&str, String)]) -> Result<(), String> {
+    let keys: Vec<&str> = expected.iter().map(|(k, _)| *k).collect();
+    if line.keys() != keys {
+        return Err(format!("keys {:?}, expected {keys:?}", line.keys()));
+    }
+    for ((key, actual), (_, wanted)) in line.extension.iter().zip(expected) {
+        expect_eq(key, actual, wanted)?;
+    }
+    Ok(())
+}
