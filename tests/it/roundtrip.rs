@@ -45,14 +45,27 @@ fn strings() -> impl Strategy<Value = Vec<String>> {
     })
 }
 
-fn encoder() -> Encoder {
+/// The configured agent version (never empty: configuration rejects that)
+/// and portal URL, usually plain, sometimes hostile.
+fn settings() -> impl Strategy<Value = (String, String)> {
+    (
+        prop_oneof![Just("1.2.3".to_owned()), field().prop_map(|v| format!("v{v}"))],
+        prop_oneof![
+            Just(PORTAL.to_owned()),
+            Just(format!("{PORTAL}/")),
+            field().prop_map(|p| format!("https://{p}"))
+        ],
+    )
+}
+
+fn encoder(version: &str, portal: &str) -> Encoder {
     let header = SyslogHeader::new(HeaderStyle::Iso, Some("host-1".into()), 16).expect("valid");
-    Encoder::new("1.2.3", PORTAL, header, DataType::Auto)
+    Encoder::new(version, portal, header, DataType::Auto)
 }
 
 /// Parses `json` and encodes its single record.
-fn encode(json: &str) -> String {
-    let encoder = encoder();
+fn encode(json: &str, version: &str, portal: &str) -> String {
+    let encoder = encoder(version, portal);
     let mut out = Vec::new();
     let mut records = 0;
     InputReader::new()
@@ -76,10 +89,11 @@ proptest! {
         strings in strings(),
         app_id in prop_oneof![any::<u64>(), Just(14509u64), Just(11161u64)],
         timestamp in 0i64..4_000_000_000_000,
+        (version, portal) in settings(),
     ) {
         let case = ActivityCase::from_strings(&strings, app_id, timestamp);
-        let line = encode(&case.to_json());
-        if let Err(why) = case.check(&line, PORTAL) {
+        let line = encode(&case.to_json(), &version, &portal);
+        if let Err(why) = case.check(&line, &portal, &version) {
             return Err(TestCaseError::fail(format!("{why}\ncase: {case:?}\nline: {line}")));
         }
     }
@@ -91,13 +105,14 @@ proptest! {
         score in any::<i64>(),
         app_id in prop_oneof![any::<i64>(), Just(10489i64)],
         timestamp in 0i64..4_000_000_000_000,
+        (version, portal) in settings(),
     ) {
         // `title` (slot 1) must be present for auto-detection, and is
         // checked even when empty: the name then falls back to the class.
         strings[1].push('t');
         let case = AlertCase::from_strings(&strings, [severity, score, app_id], timestamp);
-        let line = encode(&case.to_json());
-        if let Err(why) = case.check(&line, PORTAL) {
+        let line = encode(&case.to_json(), &version, &portal);
+        if let Err(why) = case.check(&line, &portal, &version) {
             return Err(TestCaseError::fail(format!("{why}\ncase: {case:?}\nline: {line}")));
         }
     }
@@ -107,7 +122,7 @@ proptest! {
 fn empty_title_falls_back_to_class_id() {
     let strings = vec![String::new(); CASE_STRINGS];
     let case = AlertCase::from_strings(&strings, [1, 0, 10489], 1);
-    let line = encode(&case.to_json());
-    case.check(&line, PORTAL).expect("round trip");
+    let line = encode(&case.to_json(), "1.2.3", PORTAL);
+    case.check(&line, PORTAL, "1.2.3").expect("round trip");
     assert!(line.contains("|ALERT_GENERIC|ALERT_GENERIC|6|"), "{line}");
 }

@@ -102,9 +102,11 @@ impl ActivityCase {
         .encode()
     }
 
-    /// Checks an encoded message (syslog header included) against the case.
-    pub fn check(&self, message: &str, portal: &str) -> Result<(), String> {
-        let line = check_one_line(message)?;
+    /// Checks an encoded message (syslog header included) against the case,
+    /// encoded with links into `portal` and device version `version`.
+    pub fn check(&self, message: &str, portal: &str, version: &str) -> Result<(), String> {
+        let line = check_common_header(message, version)?;
+        let portal = ext(portal.trim_end_matches('/'));
         let class = if self.event_type_name.is_empty() {
             "EVENT_CATEGORY_UNSPECIFIED".to_owned()
         } else {
@@ -238,9 +240,11 @@ impl AlertCase {
         .encode()
     }
 
-    /// Checks an encoded message against the case.
-    pub fn check(&self, message: &str, portal: &str) -> Result<(), String> {
-        let line = check_one_line(message)?;
+    /// Checks an encoded message against the case, like
+    /// [`ActivityCase::check`].
+    pub fn check(&self, message: &str, portal: &str, version: &str) -> Result<(), String> {
+        let line = check_common_header(message, version)?;
+        let portal = ext(portal.trim_end_matches('/'));
         let class = if self.policy_type.is_empty() {
             "ALERT_GENERIC".to_owned()
         } else {
@@ -323,6 +327,15 @@ pub fn check_one_line(message: &str) -> Result<strict::CefLine, String> {
     }
     let cef = strict::strip_syslog_header(message).map_err(|e| format!("{e}: {message:?}"))?;
     strict::parse(cef).map_err(|e| format!("not strict CEF ({e}): {cef:?}"))
+}
+
+/// One strict line whose vendor, product and version are as configured.
+fn check_common_header(message: &str, version: &str) -> Result<strict::CefLine, String> {
+    let line = check_one_line(message)?;
+    expect_eq("vendor", &line.header[1], "MCAS")?;
+    expect_eq("product", &line.header[2], "SIEM_Agent")?;
+    expect_eq("version", &line.header[3], &head(version))?;
+    Ok(line)
 }
 
 fn expect_eq(what: &str, actual: &str, expected: &str) -> Result<(), String> {
