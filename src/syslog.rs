@@ -217,50 +217,42 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-fn push_2(out: &mut Vec<u8>, n: u32) {
-    out.push(b'0' + (n / 10 % 10) as u8);
-    out.push(b'0' + (n % 10) as u8);
+/// Two ASCII digits of `n % 100`.
+fn digits_2(n: u32) -> [u8; 2] {
+    [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
 }
 
 /// `2017-11-28T19:24:55.000Z`
 pub fn write_iso_time(out: &mut Vec<u8>, ms: i64) {
+    // Filled on the stack and appended once: one capacity check, one copy.
     let t = Civil::from_ms(ms);
     let year = t.year.clamp(0, 9999) as u32;
-    push_2(out, year / 100);
-    push_2(out, year % 100);
-    out.push(b'-');
-    push_2(out, t.month);
-    out.push(b'-');
-    push_2(out, t.day);
-    out.push(b'T');
-    push_2(out, t.hour);
-    out.push(b':');
-    push_2(out, t.minute);
-    out.push(b':');
-    push_2(out, t.second);
-    out.push(b'.');
-    out.push(b'0' + (t.millis / 100) as u8);
-    push_2(out, t.millis % 100);
-    out.push(b'Z');
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    text[0..2].copy_from_slice(&digits_2(year / 100));
+    text[2..4].copy_from_slice(&digits_2(year));
+    text[5..7].copy_from_slice(&digits_2(t.month));
+    text[8..10].copy_from_slice(&digits_2(t.day));
+    text[11..13].copy_from_slice(&digits_2(t.hour));
+    text[14..16].copy_from_slice(&digits_2(t.minute));
+    text[17..19].copy_from_slice(&digits_2(t.second));
+    text[20] = b'0' + (t.millis / 100) as u8;
+    text[21..23].copy_from_slice(&digits_2(t.millis));
+    out.extend_from_slice(&text);
 }
 
 /// `Nov 28 19:24:55` (RFC 3164: day padded with a space, no year, UTC).
 pub fn write_bsd_time(out: &mut Vec<u8>, ms: i64) {
     let t = Civil::from_ms(ms);
-    out.extend_from_slice(MONTHS[(t.month - 1) as usize]);
-    out.push(b' ');
-    out.push(if t.day < 10 {
-        b' '
-    } else {
-        b'0' + (t.day / 10) as u8
-    });
-    out.push(b'0' + (t.day % 10) as u8);
-    out.push(b' ');
-    push_2(out, t.hour);
-    out.push(b':');
-    push_2(out, t.minute);
-    out.push(b':');
-    push_2(out, t.second);
+    let mut text = *b"Mmm dd 00:00:00";
+    text[0..3].copy_from_slice(MONTHS[(t.month - 1) as usize]);
+    text[4..6].copy_from_slice(&digits_2(t.day));
+    if t.day < 10 {
+        text[4] = b' ';
+    }
+    text[7..9].copy_from_slice(&digits_2(t.hour));
+    text[10..12].copy_from_slice(&digits_2(t.minute));
+    text[13..15].copy_from_slice(&digits_2(t.second));
+    out.extend_from_slice(&text);
 }
 
 #[cfg(test)]
@@ -341,6 +333,16 @@ mod tests {
                 reference.hour(), reference.minute(), reference.second(), reference.millisecond()
             );
             prop_assert_eq!(text(|o| write_iso_time(o, ms)), expected);
+        }
+
+        #[test]
+        fn bsd_time_matches_time_crate(ms in 0..=MAX_TIMESTAMP_MS) {
+            let reference = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .expect("in range");
+            let format = time::macros::format_description!(
+                "[month repr:short] [day padding:space] [hour]:[minute]:[second]"
+            );
+            prop_assert_eq!(text(|o| write_bsd_time(o, ms)), reference.format(&format).expect("formats"));
         }
     }
 }

@@ -49,7 +49,10 @@ fn strings() -> impl Strategy<Value = Vec<String>> {
 /// and portal URL, usually plain, sometimes hostile.
 fn settings() -> impl Strategy<Value = (String, String)> {
     (
-        prop_oneof![Just("1.2.3".to_owned()), field().prop_map(|v| format!("v{v}"))],
+        prop_oneof![
+            Just("1.2.3".to_owned()),
+            field().prop_map(|v| format!("v{v}"))
+        ],
         prop_oneof![
             Just(PORTAL.to_owned()),
             Just(format!("{PORTAL}/")),
