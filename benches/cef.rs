@@ -117,7 +117,7 @@ fn bench_escape(c: &mut Criterion) {
 
 /// Benchmarks encoding the first record of `json`, parsed once.
 fn bench_encode_one(c: &mut Criterion, name: &str, json: &str) {
-    let encoder = encoder();
+    let mut encoder = encoder();
     let mut parser = Parser::new();
     let mut input = json.as_bytes().to_vec();
     let mut out = Vec::with_capacity(4096);
@@ -152,7 +152,7 @@ fn bench_encode(c: &mut Criterion) {
 
 /// Parses and encodes a page, reusing the parser, input and output buffers.
 fn parse_encode_reusing(
-    encoder: &Encoder,
+    encoder: &mut Encoder,
     parser: &mut Parser,
     page: &[u8],
     input: &mut Vec<u8>,
@@ -173,7 +173,7 @@ fn parse_encode_reusing(
 
 fn bench_parse_encode(c: &mut Criterion) {
     let page = realistic_page();
-    let encoder = encoder();
+    let mut encoder = encoder();
     let mut parser = Parser::new();
     let mut input = Vec::new();
     let mut out = Vec::new();
@@ -186,7 +186,7 @@ fn bench_parse_encode(c: &mut Criterion) {
         group.bench_function("reused_buffers", |b| {
             b.iter(|| {
                 parse_encode_reusing(
-                    &encoder,
+                    &mut encoder,
                     &mut parser,
                     black_box(&page),
                     &mut input,
@@ -199,7 +199,7 @@ fn bench_parse_encode(c: &mut Criterion) {
                 || (Parser::new(), Vec::new(), Vec::new()),
                 |(mut parser, mut input, mut out)| {
                     parse_encode_reusing(
-                        &encoder,
+                        &mut encoder,
                         &mut parser,
                         black_box(&page),
                         &mut input,

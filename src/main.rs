@@ -22,7 +22,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_OPTIONS);
                 }
             };
-            let summary = replay::run(&plan, &mut io::stdout().lock(), &mut io::stderr().lock());
+            let summary = replay::run(plan, &mut io::stdout().lock(), &mut io::stderr().lock());
             ExitCode::from(summary.exit_code())
         }
     }

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 
+use crate::cef::Encoder;
 use crate::config::{InputSource, ReplayPlan};
 use crate::parse::{InputReader, Item};
 
@@ -55,9 +56,10 @@ impl ReplaySummary {
 
 /// Runs a replay: reads every input of `plan` in order, writes one line per
 /// record to `out`, and reports each problem on `diagnostics`.
-pub fn run(plan: &ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) -> ReplaySummary {
+pub fn run(plan: ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) -> ReplaySummary {
+    let ReplayPlan { inputs, encoder } = plan;
     let mut replay = Replay {
-        plan,
+        encoder,
         reader: InputReader::new(),
         batch: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
         out,
@@ -65,7 +67,7 @@ pub fn run(plan: &ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) 
         diagnostics,
         summary: ReplaySummary::default(),
     };
-    for input in &plan.inputs {
+    for input in &inputs {
         let (name, result) = match input {
             InputSource::Stdin => (
                 STDIN_NAME.to_owned(),
@@ -98,7 +100,7 @@ const STDIN_NAME: &str = "<stdin>";
 
 /// The state of one replay run.
 struct Replay<'a> {
-    plan: &'a ReplayPlan,
+    encoder: Encoder,
     reader: InputReader,
     /// Encoded lines not yet written.
     batch: Vec<u8>,
@@ -114,7 +116,7 @@ impl Replay<'_> {
     /// and writing the batch out whenever it is full.
     fn read<R: io::BufRead>(&mut self, source: R, name: &str) -> io::Result<()> {
         let Self {
-            plan,
+            encoder,
             reader,
             batch,
             out,
@@ -127,7 +129,7 @@ impl Replay<'_> {
                 if output_error.is_some() {
                     return;
                 }
-                plan.encoder.encode(record, batch);
+                encoder.encode(record, batch);
                 batch.push(b'\n');
                 if batch.len() >= BATCH_BYTES {
                     if let Err(error) = out.write_all(batch) {

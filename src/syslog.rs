@@ -42,11 +42,17 @@ pub enum HeaderStyle {
 }
 
 /// A validated header configuration; build it with [`SyslogHeader::new`].
+///
+/// It keeps the last day it formatted: the records of a page nearly always
+/// share a day, and the calendar arithmetic was a tenth of encoding time.
+/// That is why [`SyslogHeader::write`] takes `&mut self`; each encoding
+/// thread owns its header.
 #[derive(Clone, Debug)]
 pub struct SyslogHeader {
     style: HeaderStyle,
     hostname: Option<String>,
     facility: u8,
+    day: DayText,
 }
 
 /// Why a header configuration was rejected.
@@ -93,6 +99,7 @@ impl SyslogHeader {
             style,
             hostname,
             facility,
+            day: DayText::new(0),
         })
     }
 
@@ -104,17 +111,22 @@ impl SyslogHeader {
     /// Appends the header for a record with CEF severity `cef_severity`
     /// (0-10) and event time `timestamp_ms`; `None`, or a time no header can
     /// show, uses the current time.
-    pub fn write(&self, out: &mut Vec<u8>, cef_severity: u8, timestamp_ms: Option<i64>) {
+    pub fn write(&mut self, out: &mut Vec<u8>, cef_severity: u8, timestamp_ms: Option<i64>) {
         if self.style == HeaderStyle::None {
             return;
         }
         let timestamp_ms = timestamp_ms
             .filter(|ms| (0..=MAX_TIMESTAMP_MS).contains(ms))
             .unwrap_or_else(now_ms);
+        let day = timestamp_ms.div_euclid(MS_PER_DAY);
+        if self.day.day != day {
+            self.day = DayText::new(day);
+        }
+        let ms_of_day = timestamp_ms.rem_euclid(MS_PER_DAY) as u32;
         let host = self.hostname.as_deref().map(str::as_bytes);
         match self.style {
             HeaderStyle::Iso => {
-                write_iso_time(out, timestamp_ms);
+                write_iso(out, &self.day, ms_of_day);
                 out.push(b' ');
                 if let Some(host) = host {
                     out.extend_from_slice(host);
@@ -123,7 +135,7 @@ impl SyslogHeader {
             }
             HeaderStyle::Rfc3164 => {
                 self.write_pri(out, cef_severity);
-                write_bsd_time(out, timestamp_ms);
+                write_bsd(out, &self.day, ms_of_day);
                 out.push(b' ');
                 out.extend_from_slice(host.unwrap_or(b"-"));
                 out.push(b' ');
@@ -131,7 +143,7 @@ impl SyslogHeader {
             HeaderStyle::Rfc5424 => {
                 self.write_pri(out, cef_severity);
                 out.extend_from_slice(b"1 ");
-                write_iso_time(out, timestamp_ms);
+                write_iso(out, &self.day, ms_of_day);
                 out.push(b' ');
                 out.extend_from_slice(host.unwrap_or(b"-"));
                 out.push(b' ');
@@ -169,31 +181,50 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A UTC calendar time, split for formatting.
-struct Civil {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-    millis: u32,
+/// Milliseconds in a day.
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// `"00" "01" ... "99"`: two digits per lookup instead of two divisions.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Two ASCII digits of `n % 100`.
+fn digits_2(n: u32) -> [u8; 2] {
+    let at = (n % 100) as usize * 2;
+    [DIGIT_PAIRS[at], DIGIT_PAIRS[at + 1]]
 }
 
-impl Civil {
-    fn from_ms(ms: i64) -> Self {
-        let days = ms.div_euclid(86_400_000);
-        let ms_of_day = ms.rem_euclid(86_400_000) as u32;
-        let (year, month, day) = civil_from_days(days);
-        Civil {
-            year,
-            month,
-            day,
-            hour: ms_of_day / 3_600_000,
-            minute: ms_of_day / 60_000 % 60,
-            second: ms_of_day / 1000 % 60,
-            millis: ms_of_day % 1000,
+/// One UTC day, formatted for each header style.
+#[derive(Clone, Debug)]
+struct DayText {
+    /// Days since 1970-01-01.
+    day: i64,
+    /// `2017-11-28`
+    iso: [u8; 10],
+    /// `Nov 28` (day padded with a space).
+    bsd: [u8; 6],
+}
+
+impl DayText {
+    fn new(day: i64) -> Self {
+        let (year, month, day_of_month) = civil_from_days(day);
+        let year = year.clamp(0, 9999) as u32;
+        let mut iso = *b"0000-00-00";
+        iso[0..2].copy_from_slice(&digits_2(year / 100));
+        iso[2..4].copy_from_slice(&digits_2(year));
+        iso[5..7].copy_from_slice(&digits_2(month));
+        iso[8..10].copy_from_slice(&digits_2(day_of_month));
+        let mut bsd = *b"Mmm dd";
+        bsd[0..3].copy_from_slice(MONTHS[(month - 1) as usize]);
+        bsd[4..6].copy_from_slice(&digits_2(day_of_month));
+        if day_of_month < 10 {
+            bsd[4] = b' ';
         }
+        Self { day, iso, bsd }
     }
 }
 
@@ -217,42 +248,44 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// Two ASCII digits of `n % 100`.
-fn digits_2(n: u32) -> [u8; 2] {
-    [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]
+/// `HH:MM:SS` of a millisecond of the day.
+fn clock(ms_of_day: u32) -> [u8; 8] {
+    let mut text = *b"00:00:00";
+    text[0..2].copy_from_slice(&digits_2(ms_of_day / 3_600_000));
+    text[3..5].copy_from_slice(&digits_2(ms_of_day / 60_000 % 60));
+    text[6..8].copy_from_slice(&digits_2(ms_of_day / 1000 % 60));
+    text
 }
 
-/// `2017-11-28T19:24:55.000Z`
-pub fn write_iso_time(out: &mut Vec<u8>, ms: i64) {
-    // Filled on the stack and appended once: one capacity check, one copy.
-    let t = Civil::from_ms(ms);
-    let year = t.year.clamp(0, 9999) as u32;
+/// `2017-11-28T19:24:55.000Z`, built on the stack and appended at once.
+fn write_iso(out: &mut Vec<u8>, day: &DayText, ms_of_day: u32) {
     let mut text = *b"0000-00-00T00:00:00.000Z";
-    text[0..2].copy_from_slice(&digits_2(year / 100));
-    text[2..4].copy_from_slice(&digits_2(year));
-    text[5..7].copy_from_slice(&digits_2(t.month));
-    text[8..10].copy_from_slice(&digits_2(t.day));
-    text[11..13].copy_from_slice(&digits_2(t.hour));
-    text[14..16].copy_from_slice(&digits_2(t.minute));
-    text[17..19].copy_from_slice(&digits_2(t.second));
-    text[20] = b'0' + (t.millis / 100) as u8;
-    text[21..23].copy_from_slice(&digits_2(t.millis));
+    text[0..10].copy_from_slice(&day.iso);
+    text[11..19].copy_from_slice(&clock(ms_of_day));
+    let millis = ms_of_day % 1000;
+    text[20] = b'0' + (millis / 100) as u8;
+    text[21..23].copy_from_slice(&digits_2(millis));
     out.extend_from_slice(&text);
 }
 
-/// `Nov 28 19:24:55` (RFC 3164: day padded with a space, no year, UTC).
-pub fn write_bsd_time(out: &mut Vec<u8>, ms: i64) {
-    let t = Civil::from_ms(ms);
+/// `Nov 28 19:24:55` (RFC 3164: no year, UTC).
+fn write_bsd(out: &mut Vec<u8>, day: &DayText, ms_of_day: u32) {
     let mut text = *b"Mmm dd 00:00:00";
-    text[0..3].copy_from_slice(MONTHS[(t.month - 1) as usize]);
-    text[4..6].copy_from_slice(&digits_2(t.day));
-    if t.day < 10 {
-        text[4] = b' ';
-    }
-    text[7..9].copy_from_slice(&digits_2(t.hour));
-    text[10..12].copy_from_slice(&digits_2(t.minute));
-    text[13..15].copy_from_slice(&digits_2(t.second));
+    text[0..6].copy_from_slice(&day.bsd);
+    text[7..15].copy_from_slice(&clock(ms_of_day));
     out.extend_from_slice(&text);
+}
+
+/// Appends `ms` (0 to [`MAX_TIMESTAMP_MS`]) as `2017-11-28T19:24:55.000Z`.
+pub fn write_iso_time(out: &mut Vec<u8>, ms: i64) {
+    let day = DayText::new(ms.div_euclid(MS_PER_DAY));
+    write_iso(out, &day, ms.rem_euclid(MS_PER_DAY) as u32);
+}
+
+/// Appends `ms` (0 to [`MAX_TIMESTAMP_MS`]) as `Nov 28 19:24:55`.
+pub fn write_bsd_time(out: &mut Vec<u8>, ms: i64) {
+    let day = DayText::new(ms.div_euclid(MS_PER_DAY));
+    write_bsd(out, &day, ms.rem_euclid(MS_PER_DAY) as u32);
 }
 
 #[cfg(test)]
@@ -260,7 +293,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn text(f: impl Fn(&mut Vec<u8>)) -> String {
+    fn text(mut f: impl FnMut(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8(out).expect("ascii")
@@ -269,27 +302,50 @@ mod tests {
     #[test]
     fn styles() {
         let ts = Some(1_511_897_095_000);
-        let iso = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid");
+        let mut iso = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid");
         assert_eq!(text(|o| iso.write(o, 0, ts)), "2017-11-28T19:24:55.000Z ");
-        let iso_host =
+        let mut iso_host =
             SyslogHeader::new(HeaderStyle::Iso, Some("LAB-EUW-ARCTEST".into()), 16).expect("valid");
         assert_eq!(
             text(|o| iso_host.write(o, 0, ts)),
             "2017-11-28T19:24:55.000Z LAB-EUW-ARCTEST "
         );
-        let bsd = SyslogHeader::new(HeaderStyle::Rfc3164, Some("h1".into()), 16).expect("valid");
+        let mut bsd =
+            SyslogHeader::new(HeaderStyle::Rfc3164, Some("h1".into()), 16).expect("valid");
         assert_eq!(text(|o| bsd.write(o, 8, ts)), "<131>Nov 28 19:24:55 h1 ");
         assert_eq!(
             text(|o| bsd.write(o, 0, Some(1_500_000_000_000))),
             "<134>Jul 14 02:40:00 h1 "
         );
-        let rfc5424 = SyslogHeader::new(HeaderStyle::Rfc5424, Some("h1".into()), 4).expect("ok");
+        let mut rfc5424 =
+            SyslogHeader::new(HeaderStyle::Rfc5424, Some("h1".into()), 4).expect("ok");
         assert_eq!(
             text(|o| rfc5424.write(o, 10, ts)),
             "<34>1 2017-11-28T19:24:55.000Z h1 siem-agent - - - "
         );
-        let none = SyslogHeader::new(HeaderStyle::None, None, 16).expect("valid");
+        let mut none = SyslogHeader::new(HeaderStyle::None, None, 16).expect("valid");
         assert_eq!(text(|o| none.write(o, 3, ts)), "");
+    }
+
+    #[test]
+    fn the_day_cache_follows_the_records() {
+        let mut header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid");
+        let times = [
+            1_511_897_095_000, // 2017-11-28
+            1_511_897_095_001,
+            1_500_000_000_000, // 2017-07-14, going back
+            1_511_897_095_000,
+            0,
+            MAX_TIMESTAMP_MS,
+        ];
+        for ms in times {
+            let mut cached = Vec::new();
+            header.write(&mut cached, 0, Some(ms));
+            let mut fresh = Vec::new();
+            write_iso_time(&mut fresh, ms);
+            fresh.push(b' ');
+            assert_eq!(cached, fresh, "{ms}");
+        }
     }
 
     #[test]
@@ -314,7 +370,7 @@ mod tests {
 
     #[test]
     fn out_of_range_time_uses_now() {
-        let iso = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid");
+        let mut iso = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid");
         let before = now_ms();
         let written = text(|o| iso.write(o, 0, Some(-1)));
         let year: i64 = written[..4].parse().expect("year");

@@ -244,13 +244,17 @@ impl Prefixes {
 }
 
 /// Looks up `key` when `value` is an object.
-#[inline]
+#[inline(always)]
 fn member<'t, 'i>(value: Option<Value<'t, 'i>>, key: &str) -> Option<Value<'t, 'i>> {
-    value?.get(key)
+    let [found] = members(value, [key]);
+    found
 }
 
 /// Looks up several keys of an object in one pass over it (the first
 /// occurrence of a key wins); all `None` when `value` is not an object.
+/// Always inlined, so the constant keys of each call site become inline
+/// comparisons instead of `memcmp` calls.
+#[inline(always)]
 fn members<'t, 'i, const N: usize>(
     value: Option<Value<'t, 'i>>,
     keys: [&str; N],
@@ -291,7 +295,7 @@ fn write_list<'t, 'i>(
 /// An id list element: a scalar as it is, an object by its `id`.
 fn write_id(out: &mut Vec<u8>, item: Value<'_, '_>) {
     if item.value_type() == ValueType::Object {
-        write_extension(out, item.get(field::ENTITY_ID));
+        write_extension(out, member(Some(item), field::ENTITY_ID));
     } else {
         write_extension(out, Some(item));
     }
@@ -405,7 +409,7 @@ pub fn write_activity(out: &mut Vec<u8>, prefixes: &Prefixes, record: &RecordFie
     write_app_tag(out, record.app_id);
     out.extend_from_slice(b" cs3Label=targetObjects cs3=");
     write_list(out, event_objects, |out, object| {
-        write_extension(out, object.get(field::NAME))
+        write_extension(out, member(Some(object), field::NAME))
     });
     out.extend_from_slice(b" cs4Label=policyIDs cs4=");
     write_list(out, record.policies, write_id);
@@ -425,7 +429,7 @@ fn entities_of<'t, 'i>(
         .and_then(|e| e.as_array())
         .into_iter()
         .flat_map(|items| items.iter())
-        .filter(move |e| e.get(field::TYPE).and_then(|t| t.into_string()) == Some(kind))
+        .filter(move |e| member(Some(*e), field::TYPE).and_then(|t| t.into_string()) == Some(kind))
 }
 
 /// Appends the alert class id: `ALERT_CABINET_EVENT_MATCH_<policyType>`, or
@@ -466,12 +470,12 @@ pub fn write_alert(out: &mut Vec<u8>, prefixes: &Prefixes, record: &RecordFields
     write_extension(out, record.description);
     out.extend_from_slice(b" suser=");
     match entities_of(record, entity::USER).next() {
-        Some(user) => write_extension(out, user.get(field::LABEL)),
+        Some(user) => write_extension(out, member(Some(user), field::LABEL)),
         None => write_extension(
             out,
             entities_of(record, entity::ACCOUNT)
                 .next()
-                .and_then(|a| a.get(field::PRINCIPAL)),
+                .and_then(|a| member(Some(a), field::PRINCIPAL)),
         ),
     }
     out.extend_from_slice(b" destinationServiceName=");
@@ -479,7 +483,7 @@ pub fn write_alert(out: &mut Vec<u8>, prefixes: &Prefixes, record: &RecordFields
         out,
         entities_of(record, entity::SERVICE)
             .next()
-            .and_then(|s| s.get(field::LABEL)),
+            .and_then(|s| member(Some(s), field::LABEL)),
     );
     out.extend_from_slice(b" cn1Label=riskScore cn1=");
     write_extension(out, record.threat_score);
@@ -498,7 +502,7 @@ pub fn write_alert(out: &mut Vec<u8>, prefixes: &Prefixes, record: &RecordFields
         if index > 0 {
             out.push(b',');
         }
-        write_app_tag(out, service.get(field::ENTITY_ID));
+        write_app_tag(out, member(Some(service), field::ENTITY_ID));
     }
     out.extend_from_slice(b" cs3Label=relatedAudits cs3=");
     write_list(out, record.audits, write_id);
@@ -507,11 +511,11 @@ pub fn write_alert(out: &mut Vec<u8>, prefixes: &Prefixes, record: &RecordFields
         if index > 0 {
             out.push(b',');
         }
-        write_extension(out, rule.get(field::ENTITY_ID));
+        write_extension(out, member(Some(rule), field::ENTITY_ID));
     }
     let addresses = || {
         entities_of(record, entity::IP)
-            .filter_map(|ip| ip.get(field::ENTITY_ID).and_then(|id| id.into_string()))
+            .filter_map(|ip| member(Some(ip), field::ENTITY_ID).and_then(|id| id.into_string()))
     };
     if let Some(v4) = addresses().find(|a| is_ipv4(a)) {
         out.extend_from_slice(b" src=");

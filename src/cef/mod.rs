@@ -30,7 +30,8 @@ pub enum DataType {
     Auto,
 }
 
-/// Turns records into syslog messages carrying CEF lines.
+/// Turns records into syslog messages carrying CEF lines. Each encoding
+/// thread owns one (it caches the current day's date text).
 #[derive(Clone, Debug)]
 pub struct Encoder {
     prefixes: Prefixes,
@@ -56,7 +57,7 @@ impl Encoder {
 
     /// Appends one message (syslog header and CEF line, no line terminator)
     /// for `record` to `out`, and says which mapping it used.
-    pub fn encode(&self, record: &Object<'_, '_>, out: &mut Vec<u8>) -> RecordKind {
+    pub fn encode(&mut self, record: &Object<'_, '_>, out: &mut Vec<u8>) -> RecordKind {
         let fields = RecordFields::collect(record);
         let kind = match self.data_type {
             DataType::Activities => RecordKind::Activity,

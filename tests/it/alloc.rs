@@ -116,7 +116,7 @@ fn the_counter_sees_allocations() {
 fn encoding_allocates_nothing_per_record() {
     let input = varied_records();
     for style in [HeaderStyle::Iso, HeaderStyle::Rfc3164, HeaderStyle::Rfc5424] {
-        let encoder = encoder(style);
+        let mut encoder = encoder(style);
         let mut reader = InputReader::new();
         let mut line = Vec::with_capacity(64 * 1024);
         let mut encoded = 0u64;
@@ -146,7 +146,7 @@ fn encoding_allocates_nothing_per_record() {
 #[test]
 fn parsing_and_encoding_ndjson_allocates_nothing_after_warm_up() {
     let input = varied_records();
-    let encoder = encoder(HeaderStyle::Iso);
+    let mut encoder = encoder(HeaderStyle::Iso);
     let mut reader = InputReader::new();
     let mut batch = Vec::with_capacity(8 * 1024 * 1024);
     let mut run = |batch: &mut Vec<u8>| {

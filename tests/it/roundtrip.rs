@@ -68,7 +68,7 @@ fn encoder(version: &str, portal: &str) -> Encoder {
 
 /// Parses `json` and encodes its single record.
 fn encode(json: &str, version: &str, portal: &str) -> String {
-    let encoder = encoder(version, portal);
+    let mut encoder = encoder(version, portal);
     let mut out = Vec::new();
     let mut records = 0;
     InputReader::new()
