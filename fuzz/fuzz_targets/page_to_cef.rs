@@ -9,7 +9,7 @@ use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 fuzz_target!(|data: &[u8]| {
     let header = SyslogHeader::new(HeaderStyle::Rfc5424, Some("fuzz".into()), 16).expect("valid");
-    let encoder = Encoder::new("1.0", "https://portal.example", header, DataType::Auto);
+    let mut encoder = Encoder::new("1.0", "https://portal.example", header, DataType::Auto);
     let mut message = Vec::new();
     InputReader::new()
         .read(data, |item| {
@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
                 message.clear();
                 encoder.encode(record, &mut message);
                 let text = std::str::from_utf8(&message).expect("output is UTF-8");
-                assert!(!text.contains(['\n', '\r']), "message spans lines: {text:?}");
+                assert!(
+                    !text.contains(['\n', '\r']),
+                    "message spans lines: {text:?}"
+                );
                 let cef = strict::strip_syslog_header(text).expect("has CEF");
                 if let Err(error) = strict::parse(cef) {
                     panic!("not strict CEF ({error}): {text:?}");

@@ -4,10 +4,9 @@
 
 use proptest::prelude::*;
 use siem_agent::cef::{DataType, Encoder};
-use siem_agent::parse::{InputReader, Item};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
-use super::support::cases::{ActivityCase, AlertCase, CASE_STRINGS};
+use super::support::cases::{encode_single, ActivityCase, AlertCase, CASE_STRINGS};
 
 const PORTAL: &str = "https://tenant.portal.cloudappsecurity.com";
 
@@ -68,20 +67,7 @@ fn encoder(version: &str, portal: &str) -> Encoder {
 
 /// Parses `json` and encodes its single record.
 fn encode(json: &str, version: &str, portal: &str) -> String {
-    let mut encoder = encoder(version, portal);
-    let mut out = Vec::new();
-    let mut records = 0;
-    InputReader::new()
-        .read(json.as_bytes(), |item| match item {
-            Item::Record(record) => {
-                records += 1;
-                encoder.encode(record, &mut out);
-            }
-            Item::Problem(problem) => panic!("generated JSON rejected: {problem}"),
-        })
-        .expect("in memory");
-    assert_eq!(records, 1);
-    String::from_utf8(out).expect("output is UTF-8")
+    encode_single(&mut encoder(version, portal), json)
 }
 
 proptest! {

@@ -8,7 +8,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use siem_agent::cef::strict;
+use siem_agent::cef::{strict, Encoder};
+use siem_agent::parse::{InputReader, Item};
 use simd_json::json;
 use simd_json::prelude::Writable;
 
@@ -318,6 +319,24 @@ pub fn app_tag(app_id: u64) -> String {
         other => other.to_string(),
     };
     format!("APPID_{name}")
+}
+
+/// Parses `json`, which must hold exactly one valid record, and returns its
+/// encoded message.
+pub fn encode_single(encoder: &mut Encoder, json: &str) -> String {
+    let mut out = Vec::new();
+    let mut records = 0;
+    InputReader::new()
+        .read(json.as_bytes(), |item| match item {
+            Item::Record(record) => {
+                records += 1;
+                encoder.encode(record, &mut out);
+            }
+            Item::Problem(problem) => panic!("generated JSON rejected: {problem}"),
+        })
+        .expect("reading from memory");
+    assert_eq!(records, 1, "one record in {json}");
+    String::from_utf8(out).expect("output is UTF-8")
 }
 
 /// A message must be exactly one line and parse strictly.
