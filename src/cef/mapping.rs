@@ -1,8 +1,8 @@
 //! Which record fields go where in the CEF line, for activities and alerts.
 //!
 //! The order and spelling of every key is part of the contract with SIEM
-//! content written for the official agent; see `docs` in the crate root and
-//! the golden tests. A record is read in one pass over its top-level keys
+//! content written for the official agent; the golden tests
+//! (`tests/it/golden.rs`) hold it to the agent's published lines. A record is read in one pass over its top-level keys
 //! ([`RecordFields::collect`]) instead of one lookup per field, because a
 //! lookup in a parsed tape is a linear scan.
 

@@ -210,3 +210,28 @@ fn many_records_come_out_in_order() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    // Enough output to fill the pipe several times over.
+    let mut input = Vec::new();
+    for n in 0..50_000 {
+        input.extend_from_slice(format!("{{\"_id\":\"id-{n}\"}}\n").as_bytes());
+    }
+    let path = temp_file("many.ndjson", &input);
+    let mut child = Command::new(super::support::bin())
+        .args(["replay", path.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut first = [0u8; 100];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout); // like `| head -c 100`
+    let output = child.wait_with_output().expect("finishes");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_text(&output));
+    assert_eq!(stderr_text(&output), "");
+}
