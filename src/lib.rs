@@ -9,4 +9,5 @@ pub mod cef;
 pub mod config;
 pub mod parse;
 pub mod replay;
+pub mod simulator;
 pub mod syslog;

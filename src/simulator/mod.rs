@@ -1,0 +1,6 @@
+//! A faithful simulator of the Defender for Cloud Apps list API, for tests,
+//! benchmarks and the demo: nobody can test years of tailing, 429 storms and
+//! late-indexed records against a real tenant.
+
+pub mod data;
+pub mod query;
