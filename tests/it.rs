@@ -9,5 +9,7 @@ mod golden;
 mod replay_cli;
 #[path = "it/roundtrip.rs"]
 mod roundtrip;
+#[path = "it/simulator.rs"]
+mod simulator;
 #[path = "it/support/mod.rs"]
 mod support;

@@ -4,3 +4,7 @@
 
 pub mod data;
 pub mod query;
+pub mod server;
+pub mod tls;
+
+pub use server::{Faults, Simulator, SimulatorConfig};

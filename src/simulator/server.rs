@@ -1,0 +1,579 @@
+//! The simulator's HTTP/1.1 server: real sockets, keep-alive, optional TLS,
+//! and the faults a long-running agent meets in production.
+//!
+//! Deliberately small and synchronous (one thread per connection, a bounded
+//! number of connections): it serves tests and benchmarks on loopback, and
+//! fault injection needs control over exactly which bytes reach the socket,
+//! which a full HTTP framework would hide.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use simd_json::prelude::*;
+
+use super::data::{mix, StreamConfig, StreamKind};
+use super::query::{self, Query};
+use super::tls::TestPki;
+
+/// Connections served at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Largest request head or body accepted.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// Idle keep-alive connections are closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lifetime the mock Entra endpoint gives its tokens.
+pub const ENTRA_TOKEN_SECONDS: u64 = 3599;
+
+/// Probabilities (0.0-1.0) of each fault, per list request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// Answer 503.
+    pub server_error: f64,
+    /// Answer normally after `slow_ms`.
+    pub slow: f64,
+    /// Delay of a slow answer.
+    pub slow_ms: u64,
+    /// Close the connection without an answer.
+    pub drop: f64,
+    /// Send the headers and half the body, then close.
+    pub truncate: f64,
+    /// Send a complete response whose body is not valid JSON.
+    pub malformed: f64,
+}
+
+/// Everything the simulator serves.
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Serve HTTPS with a freshly generated CA and certificate.
+    pub tls: bool,
+    /// The API token clients must send (`Authorization: Token ...`).
+    pub token: String,
+    /// Entra application credentials the mock token endpoint accepts.
+    pub client_id: String,
+    /// Secret for `client_id`.
+    pub client_secret: String,
+    /// List requests allowed per rolling minute (`None`: no limit).
+    pub requests_per_minute: Option<u32>,
+    /// `Retry-After` seconds sent with 429 (the real API sends none).
+    pub retry_after_seconds: Option<u64>,
+    /// The activity stream.
+    pub activities: StreamConfig,
+    /// The alert stream.
+    pub alerts: StreamConfig,
+    /// Fault probabilities.
+    pub faults: Faults,
+    /// Seed for fault decisions.
+    pub fault_seed: u64,
+}
+
+/// The API token the simulator accepts unless configured otherwise.
+pub const DEFAULT_TOKEN: &str =
+    "simulator-token-0123456789abcdef0123456789abcdef0123456789abcdef0123";
+
+impl SimulatorConfig {
+    /// A tenant on loopback (any free port, plain HTTP) whose history starts
+    /// `history` before `now_ms`, with 600 activities and 2 alerts a minute,
+    /// indexing delays up to 5 minutes, same-millisecond bursts, hostile
+    /// text in every 97th record, the API's 30 requests a minute, no faults.
+    pub fn new(now_ms: i64, history: Duration) -> Self {
+        let start_ms = now_ms - i64::try_from(history.as_millis()).unwrap_or(i64::MAX / 2);
+        let stream = |kind, per_minute, seed| StreamConfig {
+            kind,
+            seed,
+            start_ms,
+            per_minute,
+            max_index_delay_ms: 300_000,
+            burst_every: 1000,
+            burst_size: 40,
+            hostile_every: 97,
+        };
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
+            token: DEFAULT_TOKEN.to_owned(),
+            client_id: "00000000-0000-0000-0000-00000000c1d0".to_owned(),
+            client_secret: "simulator-secret".to_owned(),
+            requests_per_minute: Some(30),
+            retry_after_seconds: None,
+            activities: stream(StreamKind::Activities, 600, 1),
+            alerts: stream(StreamKind::Alerts, 2, 2),
+            faults: Faults::default(),
+            fault_seed: 3,
+        }
+    }
+}
+
+/// Counters a test can read while the simulator runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// List requests received (all outcomes).
+    pub list_requests: AtomicU64,
+    /// Answered 200 with records.
+    pub pages: AtomicU64,
+    /// Records sent in 200 answers (before any truncation).
+    pub records: AtomicU64,
+    /// Answered 429.
+    pub throttled: AtomicU64,
+    /// Answered 401.
+    pub unauthorized: AtomicU64,
+    /// Faults injected.
+    pub faults: AtomicU64,
+    /// Entra tokens issued.
+    pub tokens_issued: AtomicU64,
+}
+
+/// A running simulator; stops when dropped.
+pub struct Simulator {
+    address: SocketAddr,
+    tls: Option<TestPki>,
+    stats: Arc<Stats>,
+    stopping: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Binds and starts serving on a background thread.
+    pub fn start(config: SimulatorConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind(config.listen)?;
+        let address = listener.local_addr()?;
+        let tls = if config.tls {
+            Some(TestPki::generate().map_err(io::Error::other)?)
+        } else {
+            None
+        };
+        let tls_config = tls.as_ref().map(TestPki::server_config).transpose()?;
+        let stats = Arc::new(Stats::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            config,
+            stats: Arc::clone(&stats),
+            window: Mutex::new(VecDeque::new()),
+            entra_tokens: Mutex::new(Vec::new()),
+            sequence: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+        });
+        let stop_flag = Arc::clone(&stopping);
+        let acceptor = thread::Builder::new()
+            .name("simulator-accept".into())
+            .spawn(move || accept_loop(listener, shared, tls_config, stop_flag))?;
+        Ok(Self {
+            address,
+            tls,
+            stats,
+            stopping,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The base URL clients use (`http://` or `https://`, host and port).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
+    }
+
+    /// The CA certificate (PEM) clients must trust, when serving TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(TestPki::ca_pem)
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+struct Shared {
+    config: SimulatorConfig,
+    stats: Arc<Stats>,
+    /// Times of recent list requests, for the per-minute limit.
+    window: Mutex<VecDeque<Instant>>,
+    /// Issued Entra tokens and when they expire.
+    entra_tokens: Mutex<Vec<(String, Instant)>>,
+    /// Numbers list requests for fault decisions.
+    sequence: AtomicU64,
+    connections: AtomicUsize,
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stopping: Arc<AtomicBool>,
+) {
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        if shared.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        }
+        let shared = Arc::clone(&shared);
+        let tls = tls.clone();
+        let spawned = thread::Builder::new()
+            .name("simulator-conn".into())
+            .spawn(move || {
+                let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+                let _ = stream.set_nodelay(true);
+                let _ = match tls {
+                    Some(config) => match rustls::ServerConnection::new(config) {
+                        Ok(connection) => {
+                            serve(rustls::StreamOwned::new(connection, stream), &shared)
+                        }
+                        Err(error) => Err(io::Error::other(error)),
+                    },
+                    None => serve(stream, &shared),
+                };
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            // The closure (and its count) was dropped with the failed spawn.
+            continue;
+        }
+    }
+}
+
+/// A parsed request.
+struct Request {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    close: bool,
+    body: Vec<u8>,
+}
+
+/// Serves requests on one connection until it closes.
+fn serve<S: Read + Write>(stream: S, shared: &Shared) -> io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let Some(request) = read_request(&mut reader)? else {
+            return Ok(());
+        };
+        let keep_open = respond(&request, reader.get_mut(), shared)?;
+        if request.close || !keep_open {
+            return Ok(());
+        }
+    }
+}
+
+fn read_request<S: Read>(reader: &mut BufReader<S>) -> io::Result<Option<Request>> {
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let read = reader.read_until(b'\n', &mut head)?;
+        if read == 0 {
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        if head.len() > MAX_REQUEST_BYTES {
+            return Err(io::Error::other("request head too large"));
+        }
+        let line = &head[before..];
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(io::Error::other("malformed request")),
+    }
+    let mut length = 0usize;
+    let mut authorization = None;
+    let mut close = false;
+    for header in parsed.headers.iter() {
+        let value = String::from_utf8_lossy(header.value).trim().to_owned();
+        if header.name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().map_err(|_| io::Error::other("bad length"))?;
+        } else if header.name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(value);
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            close = value.eq_ignore_ascii_case("close");
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(io::Error::other("chunked requests are not supported"));
+        }
+    }
+    if length > MAX_REQUEST_BYTES {
+        return Err(io::Error::other("request body too large"));
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some(Request {
+        method: parsed.method.unwrap_or("").to_owned(),
+        path: parsed.path.unwrap_or("").to_owned(),
+        authorization,
+        close,
+        body,
+    }))
+}
+
+/// Which list a path names, if any.
+fn list_kind(path: &str) -> Option<StreamKind> {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    let rest = path
+        .strip_prefix("/api/v1/")
+        .or_else(|| path.strip_prefix("/cas/api/v1/"))?;
+    match rest {
+        "activities" => Some(StreamKind::Activities),
+        "alerts" => Some(StreamKind::Alerts),
+        _ => None,
+    }
+}
+
+fn write_response<W: Write>(
+    out: &mut W,
+    status: &str,
+    extra_headers: &str,
+    body: &[u8],
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    );
+    out.write_all(head.as_bytes())?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+fn json_error(message: &str) -> Vec<u8> {
+    let mut text = String::from("{\"error\":");
+    super::data::json_string(&mut text, message);
+    text.push('}');
+    text.into_bytes()
+}
+
+/// Answers one request; returns whether the connection may stay open.
+fn respond<W: Write>(request: &Request, out: &mut W, shared: &Shared) -> io::Result<bool> {
+    if request.method == "POST" && request.path.ends_with("/oauth2/v2.0/token") {
+        return entra_token(request, out, shared);
+    }
+    let Some(kind) = list_kind(&request.path) else {
+        write_response(out, "404 Not Found", "", &json_error("no such endpoint"))?;
+        return Ok(true);
+    };
+    if request.method != "POST" && request.method != "GET" {
+        write_response(
+            out,
+            "405 Method Not Allowed",
+            "",
+            &json_error("use POST or GET"),
+        )?;
+        return Ok(true);
+    }
+    let stats = &shared.stats;
+    stats.list_requests.fetch_add(1, Ordering::Relaxed);
+    if !authorized(request.authorization.as_deref(), shared) {
+        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        write_response(out, "401 Unauthorized", "", &json_error("Invalid token"))?;
+        return Ok(true);
+    }
+    if throttled(shared) {
+        stats.throttled.fetch_add(1, Ordering::Relaxed);
+        let retry = shared
+            .config
+            .retry_after_seconds
+            .map(|s| format!("Retry-After: {s}\r\n"))
+            .unwrap_or_default();
+        write_response(
+            out,
+            "429 Too Many Requests",
+            &retry,
+            &json_error("Too many requests"),
+        )?;
+        return Ok(true);
+    }
+    let body = if request.body.iter().all(u8::is_ascii_whitespace) {
+        simd_json::OwnedValue::object()
+    } else {
+        let mut bytes = request.body.clone();
+        match simd_json::to_owned_value(&mut bytes) {
+            Ok(value) => value,
+            Err(error) => {
+                let message = format!("request body is not JSON: {error}");
+                write_response(out, "400 Bad Request", "", &json_error(&message))?;
+                return Ok(true);
+            }
+        }
+    };
+    let stream = match kind {
+        StreamKind::Activities => &shared.config.activities,
+        StreamKind::Alerts => &shared.config.alerts,
+    };
+    let query = match Query::parse(&body, kind) {
+        Ok(query) => query,
+        Err(error) => {
+            write_response(out, "400 Bad Request", "", &json_error(&error.to_string()))?;
+            return Ok(true);
+        }
+    };
+    let page = query::run(stream, &query, crate::syslog::now_ms());
+    let response = page_json(stream, &page);
+    inject_faults(out, response, shared, page.records.len() as u64)
+}
+
+/// Sends `response` as a 200, or one of the configured faults instead.
+fn inject_faults<W: Write>(
+    out: &mut W,
+    response: Vec<u8>,
+    shared: &Shared,
+    records: u64,
+) -> io::Result<bool> {
+    let faults = &shared.config.faults;
+    let sequence = shared.sequence.fetch_add(1, Ordering::Relaxed);
+    let roll = |salt: u64| (mix(shared.config.fault_seed, sequence, salt) % 1_000_000) as f64 / 1e6;
+    let stats = &shared.stats;
+    if roll(1) < faults.drop {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        return Ok(false);
+    }
+    if roll(2) < faults.server_error {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        write_response(out, "503 Service Unavailable", "", &json_error("try again"))?;
+        return Ok(true);
+    }
+    if roll(3) < faults.slow {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        thread::sleep(Duration::from_millis(faults.slow_ms));
+    }
+    if roll(4) < faults.truncate {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            response.len()
+        );
+        out.write_all(head.as_bytes())?;
+        out.write_all(&response[..response.len() / 2])?;
+        out.flush()?;
+        return Ok(false);
+    }
+    if roll(5) < faults.malformed {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        let mut broken = response;
+        broken.truncate(broken.len() / 2);
+        write_response(out, "200 OK", "", &broken)?;
+        return Ok(true);
+    }
+    stats.pages.fetch_add(1, Ordering::Relaxed);
+    stats.records.fetch_add(records, Ordering::Relaxed);
+    write_response(out, "200 OK", "", &response)?;
+    Ok(true)
+}
+
+/// `{"data":[...],"hasNext":..,"total":..[,"nextQueryFilters":..]}`
+fn page_json(stream: &StreamConfig, page: &query::Page) -> Vec<u8> {
+    let mut out = Vec::with_capacity(page.records.len() * 1400 + 128);
+    out.extend_from_slice(b"{\"data\":[");
+    for (n, &index) in page.records.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        stream.write_record(index, &mut out);
+    }
+    out.extend_from_slice(
+        format!("],\"hasNext\":{},\"total\":{}", page.has_next, page.total).as_bytes(),
+    );
+    if let Some(next) = &page.next_filters {
+        out.extend_from_slice(b",\"nextQueryFilters\":");
+        out.extend_from_slice(next.encode().as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+fn authorized(header: Option<&str>, shared: &Shared) -> bool {
+    let Some(header) = header else { return false };
+    if let Some(token) = header.strip_prefix("Token ") {
+        return token == shared.config.token;
+    }
+    if let Some(token) = header.strip_prefix("Bearer ") {
+        let now = Instant::now();
+        return shared
+            .entra_tokens
+            .lock()
+            .iter()
+            .any(|(issued, expires)| issued == token && *expires > now);
+    }
+    false
+}
+
+/// Records this request in the rolling window; true when over the limit.
+fn throttled(shared: &Shared) -> bool {
+    let Some(limit) = shared.config.requests_per_minute else {
+        return false;
+    };
+    let now = Instant::now();
+    let mut window = shared.window.lock();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        window.pop_front();
+    }
+    if window.len() >= limit as usize {
+        return true;
+    }
+    window.push_back(now);
+    false
+}
+
+/// The mock Entra client-credentials endpoint.
+fn entra_token<W: Write>(request: &Request, out: &mut W, shared: &Shared) -> io::Result<bool> {
+    let field = |name: &str| {
+        form_urlencoded::parse(&request.body)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    let config = &shared.config;
+    let valid = field("grant_type").as_deref() == Some("client_credentials")
+        && field("client_id").as_deref() == Some(config.client_id.as_str())
+        && field("client_secret").as_deref() == Some(config.client_secret.as_str())
+        && field("scope").is_some_and(|s| s.ends_with("/.default"));
+    if !valid {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
+        write_response(out, "401 Unauthorized", "", body)?;
+        return Ok(true);
+    }
+    let issued = shared.stats.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    let token = format!(
+        "sim.{:016x}.{:016x}",
+        mix(config.fault_seed, issued, 99),
+        issued
+    );
+    let expires = Instant::now() + Duration::from_secs(ENTRA_TOKEN_SECONDS);
+    shared.entra_tokens.lock().push((token.clone(), expires));
+    let body = format!(
+        r#"{{"token_type":"Bearer","expires_in":{ENTRA_TOKEN_SECONDS},"ext_expires_in":{ENTRA_TOKEN_SECONDS},"access_token":"{token}"}}"#
+    );
+    write_response(out, "200 OK", "", body.as_bytes())?;
+    Ok(true)
+}

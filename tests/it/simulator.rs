@@ -1,0 +1,226 @@
+//! The API simulator over real HTTP and HTTPS on loopback, driven by the
+//! same HTTP client the agent uses (ureq with rustls).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use siem_agent::simulator::server::DEFAULT_TOKEN;
+use siem_agent::simulator::{Faults, Simulator, SimulatorConfig};
+use siem_agent::syslog::now_ms;
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+
+fn config() -> SimulatorConfig {
+    let mut config = SimulatorConfig::new(now_ms(), Duration::from_secs(3600));
+    config.requests_per_minute = None;
+    config
+}
+
+fn agent(ca_pem: Option<&str>) -> ureq::Agent {
+    let mut builder = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)));
+    if let Some(pem) = ca_pem {
+        let ca = ureq::tls::Certificate::from_pem(pem.as_bytes()).expect("CA PEM parses");
+        builder = builder.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![ca])))
+                .build(),
+        );
+    }
+    ureq::Agent::new_with_config(builder.build())
+}
+
+/// POSTs `body` with `authorization`; returns the status and parsed body.
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    authorization: &str,
+    body: &str,
+) -> Result<(u16, OwnedValue), ureq::Error> {
+    let mut response = agent
+        .post(url)
+        .header("Authorization", authorization)
+        .header("Content-Type", "application/json")
+        .send(body)?;
+    let status = response.status().as_u16();
+    let mut bytes = response.body_mut().read_to_vec()?;
+    let value = simd_json::to_owned_value(&mut bytes).unwrap_or(OwnedValue::null());
+    Ok((status, value))
+}
+
+fn token() -> String {
+    format!("Token {DEFAULT_TOKEN}")
+}
+
+#[test]
+fn serves_pages_with_token_auth() {
+    let sim = Simulator::start(config()).expect("starts");
+    let agent = agent(None);
+    for path in [
+        "/api/v1/activities/",
+        "/cas/api/v1/activities/",
+        "/api/v1/alerts/",
+    ] {
+        let url = format!("{}{path}", sim.url());
+        let (status, page) = post(&agent, &url, &token(), r#"{"limit":100}"#).expect("answers");
+        assert_eq!(status, 200, "{path}");
+        let data = page.get_array("data").expect("a data array");
+        assert!(!data.is_empty(), "{path}");
+        assert!(data.len() <= 100);
+        assert!(page.get_bool("hasNext").is_some() && page.get_u64("total").is_some());
+    }
+    let url = format!("{}/api/v1/activities/", sim.url());
+    let (status, body) = post(&agent, &url, "Token wrong", "{}").expect("answers");
+    assert_eq!(status, 401);
+    assert_eq!(body.get_str("error"), Some("Invalid token"));
+    let (status, _) =
+        post(&agent, &url, &token(), r#"{"skip":4950,"limit":100}"#).expect("answers");
+    assert_eq!(status, 400);
+    let (status, _) = post(
+        &agent,
+        &format!("{}/api/v1/nothing/", sim.url()),
+        &token(),
+        "{}",
+    )
+    .expect("answers");
+    assert_eq!(status, 404);
+    assert_eq!(sim.stats().unauthorized.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn throttles_over_the_per_minute_limit() {
+    let mut config = config();
+    config.requests_per_minute = Some(5);
+    config.retry_after_seconds = Some(7);
+    let sim = Simulator::start(config).expect("starts");
+    let agent = agent(None);
+    let url = format!("{}/api/v1/alerts/", sim.url());
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| post(&agent, &url, &token(), "{}").expect("answers").0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let response = agent
+        .post(&url)
+        .header("Authorization", &token())
+        .send("{}")
+        .expect("answers");
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("7")
+    );
+    assert_eq!(sim.stats().throttled.load(Ordering::Relaxed), 4);
+}
+
+#[test]
+fn serves_https_trusted_through_its_ca() {
+    let mut config = config();
+    config.tls = true;
+    let sim = Simulator::start(config).expect("starts");
+    assert!(sim.url().starts_with("https://127.0.0.1:"));
+    let url = format!("{}/api/v1/activities/", sim.url());
+    let trusted = agent(sim.ca_pem());
+    let (status, _) = post(&trusted, &url, &token(), "{}").expect("TLS handshake");
+    assert_eq!(status, 200);
+    // Without the CA the certificate must be refused.
+    assert!(post(&agent(None), &url, &token(), "{}").is_err());
+}
+
+#[test]
+fn issues_entra_tokens_for_valid_client_credentials() {
+    let config = config();
+    let (client_id, secret) = (config.client_id.clone(), config.client_secret.clone());
+    let sim = Simulator::start(config).expect("starts");
+    let agent = agent(None);
+    let token_url = format!("{}/tenant-id/oauth2/v2.0/token", sim.url());
+    let form = |secret: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &client_id)
+            .append_pair("client_secret", secret)
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("scope", "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default")
+            .finish()
+    };
+    let mut response = agent
+        .post(&token_url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form("wrong"))
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 401);
+    let _ = response.body_mut().read_to_vec();
+    let mut response = agent
+        .post(&token_url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form(&secret))
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut bytes = response.body_mut().read_to_vec().expect("body");
+    let reply = simd_json::to_owned_value(&mut bytes).expect("JSON");
+    let bearer = reply.get_str("access_token").expect("a token").to_owned();
+    assert_eq!(reply.get_u64("expires_in"), Some(3599));
+    let url = format!("{}/api/v1/alerts/", sim.url());
+    let (status, _) = post(&agent, &url, &format!("Bearer {bearer}"), "{}").expect("answers");
+    assert_eq!(status, 200);
+    let (status, _) = post(&agent, &url, "Bearer forged", "{}").expect("answers");
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn injects_each_fault() {
+    let url_of = |sim: &Simulator| format!("{}/api/v1/activities/", sim.url());
+    let with = |faults: Faults| {
+        let mut config = config();
+        config.faults = faults;
+        Simulator::start(config).expect("starts")
+    };
+    let sim = with(Faults {
+        server_error: 1.0,
+        ..Faults::default()
+    });
+    assert_eq!(
+        post(&agent(None), &url_of(&sim), &token(), "{}")
+            .expect("answers")
+            .0,
+        503
+    );
+
+    let sim = with(Faults {
+        drop: 1.0,
+        ..Faults::default()
+    });
+    assert!(post(&agent(None), &url_of(&sim), &token(), "{}").is_err());
+
+    let sim = with(Faults {
+        truncate: 1.0,
+        ..Faults::default()
+    });
+    assert!(post(&agent(None), &url_of(&sim), &token(), "{}").is_err());
+
+    let sim = with(Faults {
+        malformed: 1.0,
+        ..Faults::default()
+    });
+    let (status, body) = post(&agent(None), &url_of(&sim), &token(), "{}").expect("answers");
+    assert_eq!(status, 200);
+    assert_eq!(body, OwnedValue::null(), "the body must not parse");
+
+    let sim = with(Faults {
+        slow: 1.0,
+        slow_ms: 300,
+        ..Faults::default()
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(
+        post(&agent(None), &url_of(&sim), &token(), "{}")
+            .expect("answers")
+            .0,
+        200
+    );
+    // A lower bound only: the delay was injected (no upper bound is asserted).
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(sim.stats().faults.load(Ordering::Relaxed), 1);
+}
