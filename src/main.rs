@@ -3,9 +3,11 @@
 use std::io;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
 use siem_agent::config::{Cli, Command};
 use siem_agent::replay;
+use siem_agent::simulator::{Simulator, SimulatorConfig};
 
 /// Exit status for options that parse but do not make a valid plan (the same
 /// status clap uses for a malformed command line).
@@ -25,5 +27,41 @@ fn main() -> ExitCode {
             let summary = replay::run(plan, &mut io::stdout().lock(), &mut io::stderr().lock());
             ExitCode::from(summary.exit_code())
         }
+        Command::Simulate(args) => match args.build() {
+            Ok(config) => match simulate(config, args.write_ca.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("siem-agent: simulate: {error:#}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(error) => {
+                eprintln!("siem-agent: {error}");
+                ExitCode::from(EXIT_BAD_OPTIONS)
+            }
+        },
+    }
+}
+
+/// Runs the simulator until the process is stopped.
+fn simulate(config: SimulatorConfig, write_ca: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let token = config.token.clone();
+    let simulator =
+        Simulator::start(config).with_context(|| format!("cannot listen on {listen}"))?;
+    if let (Some(path), Some(pem)) = (write_ca, simulator.ca_pem()) {
+        std::fs::write(path, pem)
+            .with_context(|| format!("cannot write the CA to {}", path.display()))?;
+        eprintln!(
+            "siem-agent: simulate: CA certificate written to {}",
+            path.display()
+        );
+    }
+    eprintln!(
+        "siem-agent: simulate: serving {} (token: {token}); stop with Ctrl-C",
+        simulator.url()
+    );
+    loop {
+        std::thread::park();
     }
 }
