@@ -10,4 +10,5 @@ pub mod config;
 pub mod parse;
 pub mod replay;
 pub mod simulator;
+pub mod source;
 pub mod syslog;

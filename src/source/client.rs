@@ -1,0 +1,455 @@
+//! The HTTPS client for the list endpoints: credentials, retries, timeouts,
+//! the shared request budget, and an optional HTTP proxy.
+//!
+//! Every failure is classified once, here. A rejected token is reported at
+//! once (retrying cannot fix it); 429, 5xx, network errors and pages that do
+//! not parse are retried with backoff; other 4xx answers mean the request
+//! itself is wrong (a bad filter) and are reported with the server's words.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use simd_json::prelude::*;
+
+use super::budget::{Backoff, RequestBudget};
+use crate::simulator::data::StreamKind;
+
+/// Entra scope for the Defender for Cloud Apps API.
+pub const ENTRA_SCOPE: &str = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default";
+/// Entra login host used unless configured (tests point it elsewhere).
+pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
+/// Refresh an Entra token this long before it expires.
+pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// Largest response body read (a 5,000-record scan page is about 15 MB).
+pub const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
+/// Tries per page before a failure is reported as critical.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+/// A secret given directly or read from a file on every use (so a rotated
+/// value is picked up without a restart). Never printed.
+#[derive(Clone)]
+pub enum Secret {
+    /// The value itself.
+    Value(String),
+    /// A file holding the value (surrounding whitespace ignored).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret(<redacted>)"),
+            Secret::File(path) => write!(f, "Secret(file {})", path.display()),
+        }
+    }
+}
+
+impl Secret {
+    /// The current value.
+    pub fn read(&self) -> Result<String, FetchError> {
+        match self {
+            Secret::Value(value) => Ok(value.clone()),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|text| text.trim().to_owned())
+                .map_err(|error| {
+                    FetchError::Credentials(format!("cannot read {}: {error}", path.display()))
+                }),
+        }
+    }
+}
+
+/// How the agent authenticates.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// `Authorization: Token <token>`.
+    Token(Secret),
+    /// Entra client credentials, exchanged for a bearer token.
+    Entra {
+        /// Login base URL.
+        login_url: String,
+        /// Directory (tenant) id.
+        tenant_id: String,
+        /// Application (client) id.
+        client_id: String,
+        /// Client secret.
+        client_secret: Secret,
+    },
+}
+
+/// Why a page could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The API rejected the credentials (401 or 403).
+    #[error(
+        "Invalid token: {url} answered HTTP {status}. The token is wrong, expired or revoked: \
+         create a new API token in the portal (Settings, API tokens) and pass it with --token \
+         or --token-file"
+    )]
+    InvalidToken {
+        /// The URL that answered.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// The API refused the request itself (a 4xx other than 401, 403, 429).
+    #[error("{url} rejected the request with HTTP {status}: {message}")]
+    Rejected {
+        /// The URL that answered.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// Every try failed with a retryable error.
+    #[error("{url}: gave up after {attempts} tries; last error: {last}")]
+    GaveUp {
+        /// The URL.
+        url: String,
+        /// Tries made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// Credentials could not be read or exchanged.
+    #[error("credentials: {0}")]
+    Credentials(String),
+}
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Base URL of the tenant's API (`https://tenant.region.portal...`).
+    pub api_url: String,
+    /// Credentials.
+    pub credentials: Credentials,
+    /// HTTP proxy `host:port`, already validated.
+    pub proxy: Option<String>,
+    /// Extra CA certificate (PEM) to trust, for private CAs and tests.
+    pub ca_pem: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Tries per page.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_cap: Duration,
+}
+
+/// Counters for status and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClientStats {
+    /// Requests sent.
+    pub requests: u64,
+    /// 429 answers.
+    pub throttled: u64,
+    /// Retries made.
+    pub retries: u64,
+}
+
+/// A client for one tenant.
+pub struct ApiClient {
+    agent: ureq::Agent,
+    list_base: String,
+    config: ClientConfig,
+    budget: Arc<RequestBudget>,
+    bearer: Option<(String, Instant)>,
+    stats: ClientStats,
+}
+
+impl ApiClient {
+    /// Builds the client; the proxy and CA were validated with the config.
+    pub fn new(config: ClientConfig, budget: Arc<RequestBudget>) -> Result<Self, FetchError> {
+        let mut builder = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(config.connect_timeout))
+            .timeout_global(Some(config.request_timeout))
+            .user_agent(concat!("siem-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = &config.proxy {
+            let proxy = ureq::Proxy::new(&format!("http://{proxy}"))
+                .map_err(|error| FetchError::Credentials(format!("proxy {proxy}: {error}")))?;
+            builder = builder.proxy(Some(proxy));
+        }
+        if let Some(pem) = &config.ca_pem {
+            let roots: Result<Vec<_>, _> = ureq::tls::parse_pem(pem.as_bytes())
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+                    Ok(_) => None,
+                    Err(error) => Some(Err(error)),
+                })
+                .collect();
+            let roots =
+                roots.map_err(|error| FetchError::Credentials(format!("CA file: {error}")))?;
+            builder = builder.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+                    .build(),
+            );
+        }
+        let list_base = list_base(&config.api_url);
+        Ok(Self {
+            agent: ureq::Agent::new_with_config(builder.build()),
+            list_base,
+            config,
+            budget,
+            bearer: None,
+            stats: ClientStats::default(),
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// The list URL for a data type.
+    pub fn list_url(&self, kind: StreamKind) -> String {
+        let name = match kind {
+            StreamKind::Activities => "activities",
+            StreamKind::Alerts => "alerts",
+        };
+        format!("{}/{name}/", self.list_base)
+    }
+
+    /// POSTs `body` to the list endpoint of `kind` and hands the response
+    /// body to `accept`, retrying (with backoff, within the budget) on 429,
+    /// 5xx, network errors, and bodies `accept` rejects.
+    pub fn fetch<T>(
+        &mut self,
+        kind: StreamKind,
+        body: &str,
+        mut accept: impl FnMut(&mut Vec<u8>) -> Result<T, String>,
+    ) -> Result<T, FetchError> {
+        let url = self.list_url(kind);
+        let mut backoff = Backoff::new(self.config.backoff_base, self.config.backoff_cap);
+        let mut last = String::new();
+        for attempt in 1..=self.config.max_attempts.max(1) {
+            if attempt > 1 {
+                self.stats.retries += 1;
+            }
+            let authorization = self.authorization()?;
+            self.budget.wait();
+            self.stats.requests += 1;
+            let result = self
+                .agent
+                .post(&url)
+                .header("Authorization", &authorization)
+                .header("Content-Type", "application/json")
+                .send(body);
+            let mut response = match result {
+                Ok(response) => response,
+                Err(error) => {
+                    last = format!("network error: {error}");
+                    std::thread::sleep(backoff.next_delay(None));
+                    continue;
+                }
+            };
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let read = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY_BYTES)
+                .read_to_vec();
+            match status {
+                200..=299 => match read {
+                    Ok(mut bytes) => match accept(&mut bytes) {
+                        Ok(value) => return Ok(value),
+                        Err(reason) => last = format!("malformed page: {reason}"),
+                    },
+                    Err(error) => last = format!("reading the page failed: {error}"),
+                },
+                401 | 403 => {
+                    // A cached Entra token may have been revoked: drop it so
+                    // the next call fetches a new one.
+                    self.bearer = None;
+                    return Err(FetchError::InvalidToken { url, status });
+                }
+                429 => {
+                    self.stats.throttled += 1;
+                    last = "HTTP 429 (request limit)".to_owned();
+                    std::thread::sleep(backoff.next_delay(retry_after));
+                    continue;
+                }
+                500..=599 => last = format!("HTTP {status}"),
+                _ => {
+                    let message = read
+                        .ok()
+                        .map(|bytes| String::from_utf8_lossy(&bytes).chars().take(500).collect())
+                        .unwrap_or_default();
+                    return Err(FetchError::Rejected {
+                        url,
+                        status,
+                        message,
+                    });
+                }
+            }
+            std::thread::sleep(backoff.next_delay(retry_after));
+        }
+        Err(FetchError::GaveUp {
+            url,
+            attempts: self.config.max_attempts.max(1),
+            last,
+        })
+    }
+
+    /// The `Authorization` header value, refreshing an Entra token when it
+    /// is close to expiry (never per request).
+    fn authorization(&mut self) -> Result<String, FetchError> {
+        match self.config.credentials.clone() {
+            Credentials::Token(secret) => Ok(format!("Token {}", secret.read()?)),
+            Credentials::Entra {
+                login_url,
+                tenant_id,
+                client_id,
+                client_secret,
+            } => {
+                if let Some((token, expires)) = &self.bearer {
+                    if Instant::now() + TOKEN_REFRESH_MARGIN < *expires {
+                        return Ok(format!("Bearer {token}"));
+                    }
+                }
+                let url = format!(
+                    "{}/{tenant_id}/oauth2/v2.0/token",
+                    login_url.trim_end_matches('/')
+                );
+                let form = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("client_id", &client_id)
+                    .append_pair("client_secret", &client_secret.read()?)
+                    .append_pair("grant_type", "client_credentials")
+                    .append_pair("scope", ENTRA_SCOPE)
+                    .finish();
+                let failed = |why: String| FetchError::Credentials(format!("{url}: {why}"));
+                let mut response = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .send(form)
+                    .map_err(|e| failed(e.to_string()))?;
+                let status = response.status().as_u16();
+                let mut bytes = response
+                    .body_mut()
+                    .read_to_vec()
+                    .map_err(|e| failed(e.to_string()))?;
+                if status != 200 {
+                    let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+                    return Err(failed(format!("HTTP {status}: {text}")));
+                }
+                let reply = simd_json::to_owned_value(&mut bytes)
+                    .map_err(|e| failed(format!("reply is not JSON: {e}")))?;
+                let token = reply
+                    .get_str("access_token")
+                    .ok_or_else(|| failed("reply has no access_token".into()))?
+                    .to_owned();
+                let lifetime = Duration::from_secs(reply.get_u64("expires_in").unwrap_or(3599));
+                self.bearer = Some((token.clone(), Instant::now() + lifetime));
+                Ok(format!("Bearer {token}"))
+            }
+        }
+    }
+}
+
+/// `https://host` -> `https://host/api/v1`; a URL that already names the API
+/// path (`.../api/v1` or the older `.../cas/api/v1`) is kept.
+pub fn list_base(api_url: &str) -> String {
+    let trimmed = api_url.trim_end_matches('/');
+    if trimmed.ends_with("/api/v1") {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/api/v1")
+    }
+}
+
+/// Checks a `--proxy ADDRESS[:PORT]` value (an optional `http://` prefix is
+/// accepted) and returns it as `host:port`.
+pub fn parse_proxy(value: &str) -> Result<String, String> {
+    let invalid = || format!("Invalid proxy address: {value}");
+    let rest = value
+        .strip_prefix("http://")
+        .unwrap_or(value)
+        .trim_end_matches('/');
+    if rest.is_empty() || rest.contains(['/', '@', ' ']) {
+        return Err(invalid());
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(invalid)?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port,
+            None if after.is_empty() => "8080",
+            None => return Err(invalid()),
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port),
+            None => (rest.to_owned(), "8080"),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .trim_matches(|c| c == '[' || c == ']')
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 && host_ok => Ok(format!("{host}:{port}")),
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_addresses() {
+        assert_eq!(parse_proxy("proxy.corp:3128"), Ok("proxy.corp:3128".into()));
+        assert_eq!(
+            parse_proxy("http://10.0.0.1:8080/"),
+            Ok("10.0.0.1:8080".into())
+        );
+        assert_eq!(parse_proxy("proxy"), Ok("proxy:8080".into()));
+        assert_eq!(parse_proxy("[::1]:3128"), Ok("[::1]:3128".into()));
+        for bad in [
+            "",
+            "proxy:0",
+            "proxy:99999",
+            "proxy:abc",
+            "a b:1",
+            "user@proxy:1",
+            "https://x/y",
+        ] {
+            assert_eq!(
+                parse_proxy(bad),
+                Err(format!("Invalid proxy address: {bad}")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_paths() {
+        assert_eq!(
+            list_base("https://t.eu2.portal.cloudappsecurity.com/"),
+            "https://t.eu2.portal.cloudappsecurity.com/api/v1"
+        );
+        assert_eq!(
+            list_base("https://t.portal.cloudappsecurity.com/cas/api/v1"),
+            "https://t.portal.cloudappsecurity.com/cas/api/v1"
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let secret = Secret::Value("hunter2".into());
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+}
