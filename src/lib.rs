@@ -6,6 +6,7 @@
 //! [`replay`] drives that chain over files for the `replay` command.
 
 pub mod cef;
+pub mod checkpoint;
 pub mod config;
 pub mod parse;
 pub mod replay;

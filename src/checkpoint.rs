@@ -1,0 +1,249 @@
+//! Durable cursors, one file per tenant and data type.
+//!
+//! A checkpoint is written only after the records before it were delivered,
+//! and written so that a crash at any instant leaves either the old or the
+//! new file, never a torn one: write a temporary file, fsync it, rename it
+//! over the old one, fsync the directory. Files are created with mode 0600
+//! (they reveal what a tenant's traffic looks like).
+//!
+//! A checkpoint that cannot be read stops the agent with the file's name:
+//! starting over silently would either repeat two days of records or lose
+//! the gap, and only the operator can choose.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+
+use crate::simulator::data::StreamKind;
+use crate::source::cursor::{Backfill, Cursor};
+
+/// Checkpoint format version.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Why a checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The state directory or a file could not be accessed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file exists but does not hold a checkpoint of this version.
+    #[error("{path}: not a valid checkpoint ({reason}); move it away to start over")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The checkpoint files of one state directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+}
+
+impl CheckpointStore {
+    /// Opens (creating with mode 0700 if needed) the state directory.
+    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| CheckpointError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The file for `tenant` and `kind`.
+    pub fn path(&self, tenant: &str, kind: StreamKind) -> PathBuf {
+        let kind = match kind {
+            StreamKind::Activities => "activities",
+            StreamKind::Alerts => "alerts",
+        };
+        let tenant: String = tenant
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{tenant}.{kind}.checkpoint.json"))
+    }
+
+    /// The saved cursor, or `None` on a first start.
+    pub fn load(&self, tenant: &str, kind: StreamKind) -> Result<Option<Cursor>, CheckpointError> {
+        let path = self.path(tenant, kind);
+        let mut bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CheckpointError::Io { path, source }),
+        };
+        let corrupt = |reason: &str| CheckpointError::Corrupt {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        let value = simd_json::to_owned_value(&mut bytes).map_err(|_| corrupt("invalid JSON"))?;
+        if value.get_u64("version") != Some(FORMAT_VERSION) {
+            return Err(corrupt("unknown version"));
+        }
+        let int = |key: &str| value.get_i64(key).ok_or_else(|| corrupt(key));
+        let boundary_ids = value
+            .get_array("boundaryIds")
+            .ok_or_else(|| corrupt("boundaryIds"))?
+            .iter()
+            .map(|id| {
+                id.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| corrupt("boundaryIds"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let backfill = match value.get("backfill") {
+            None => None,
+            Some(b) if b.is_null() => None,
+            Some(b) => Some(Backfill {
+                low: b.get_i64("low").ok_or_else(|| corrupt("backfill.low"))?,
+                upper: b.get_i64("upper"),
+                until_created: b
+                    .get_i64("untilCreated")
+                    .ok_or_else(|| corrupt("backfill.untilCreated"))?,
+            }),
+        };
+        Ok(Some(Cursor {
+            kind,
+            position: int("position")?,
+            boundary_ids,
+            skip: value.get_u64("skip").ok_or_else(|| corrupt("skip"))?,
+            backfill,
+        }))
+    }
+
+    /// Replaces the saved cursor atomically and durably.
+    pub fn save(&self, tenant: &str, cursor: &Cursor) -> Result<(), CheckpointError> {
+        let path = self.path(tenant, cursor.kind);
+        let mut value = OwnedValue::object();
+        let _ = value.try_insert("version", FORMAT_VERSION);
+        let _ = value.try_insert("position", cursor.position);
+        let ids: Vec<OwnedValue> = cursor
+            .boundary_ids
+            .iter()
+            .map(|id| id.as_str().into())
+            .collect();
+        let _ = value.try_insert("boundaryIds", OwnedValue::from(ids));
+        let _ = value.try_insert("skip", cursor.skip);
+        if let Some(backfill) = &cursor.backfill {
+            let mut b = OwnedValue::object();
+            let _ = b.try_insert("low", backfill.low);
+            let _ = b.try_insert("upper", backfill.upper);
+            let _ = b.try_insert("untilCreated", backfill.until_created);
+            let _ = value.try_insert("backfill", b);
+        }
+        let text = value.encode();
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CheckpointError::Io { path, source }
+        };
+        let temporary = path.with_extension("json.tmp");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io(&temporary))?;
+        file.write_all(text.as_bytes()).map_err(io(&temporary))?;
+        file.sync_all().map_err(io(&temporary))?;
+        drop(file);
+        fs::rename(&temporary, &path).map_err(io(&path))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io(&self.dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("siem-agent-ckpt-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn round_trips_and_is_private() {
+        let dir = temp_dir("roundtrip");
+        let store = CheckpointStore::open(&dir).expect("opens");
+        assert_eq!(
+            store.load("t1", StreamKind::Activities).expect("reads"),
+            None
+        );
+        let cursors = [
+            Cursor::start(StreamKind::Activities, 1_000_000, 1000),
+            Cursor {
+                kind: StreamKind::Alerts,
+                position: 42,
+                boundary_ids: vec!["a".into(), "b\"quoted\\".into()],
+                skip: 100,
+                backfill: None,
+            },
+        ];
+        for cursor in &cursors {
+            store.save("t1", cursor).expect("saves");
+            assert_eq!(
+                store.load("t1", cursor.kind).expect("reads").as_ref(),
+                Some(cursor)
+            );
+        }
+        let mode = fs::metadata(store.path("t1", StreamKind::Alerts))
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_naming_it() {
+        let dir = temp_dir("corrupt");
+        let store = CheckpointStore::open(&dir).expect("opens");
+        let path = store.path("t1", StreamKind::Alerts);
+        fs::write(&path, b"{\"version\":1,\"position\":").expect("writes");
+        let error = store.load("t1", StreamKind::Alerts).expect_err("corrupt");
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{error}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tenant_names_cannot_escape_the_directory() {
+        let store = CheckpointStore {
+            dir: PathBuf::from("/state"),
+        };
+        assert_eq!(
+            store.path("../../etc/x", StreamKind::Alerts),
+            PathBuf::from("/state/.._.._etc_x.alerts.checkpoint.json")
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! Where each data type's paging stands, and how one page moves it.
+//!
+//! Activities are followed by ingestion time (`created`, ascending), not
+//! event time: a record indexed minutes late still has a `created` after the
+//! cursor, so it cannot be missed. Alerts are followed by `date`.
+//!
+//! Many records can share one millisecond, and a page can end inside such a
+//! run. The cursor therefore keeps the ids already delivered at its position
+//! (the boundary millisecond) and drops them from the next page, which asks
+//! for `>= position`; when a whole page sits at one millisecond, it also
+//! skips past what it has seen, so paging always moves.
+//!
+//! The first start of the activity stream backfills with scan mode (up to
+//! 5,000 records a request instead of 100), over event times in the backfill
+//! window and ingestion times up to the moment the agent started; the tail
+//! then continues from that moment. Scan pages never overlap (the server
+//! drops a page's last millisecond when more follow), so the backfill needs
+//! no boundary ids.
+
+use std::collections::HashSet;
+
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+
+use crate::simulator::data::StreamKind;
+
+/// Records per tail request (the API's maximum with a token).
+pub const TAIL_PAGE: u64 = 100;
+/// Records per scan-mode request.
+pub const SCAN_PAGE: u64 = 5000;
+/// The API refuses `skip + limit` above this.
+pub const MAX_SKIP_PLUS_LIMIT: u64 = 5000;
+
+/// An activity backfill in progress (scan mode, newest to oldest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backfill {
+    /// Oldest event time to fetch.
+    pub low: i64,
+    /// Newest event time still to fetch (from `nextQueryFilters`); `None`
+    /// before the first page.
+    pub upper: Option<i64>,
+    /// Ingestion times up to here belong to the backfill; later ones to the
+    /// tail.
+    pub until_created: i64,
+}
+
+/// One data type's position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// Which stream.
+    pub kind: StreamKind,
+    /// The tail asks for records with order key `>= position`.
+    pub position: i64,
+    /// Ids already delivered whose key equals `position`.
+    pub boundary_ids: Vec<String>,
+    /// Records at `position` to skip, when whole pages sat there.
+    pub skip: u64,
+    /// The activity backfill, while it runs.
+    pub backfill: Option<Backfill>,
+}
+
+/// What a page says, as far as paging is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageInfo {
+    /// Each record's `_id` (empty when missing), in page order.
+    pub ids: Vec<String>,
+    /// Each record's order key (`created` or `date`), when present.
+    pub keys: Vec<Option<i64>>,
+    /// `hasNext`.
+    pub has_next: bool,
+    /// Scan mode: `nextQueryFilters.date.lte`.
+    pub next_upper: Option<i64>,
+}
+
+/// Why a page cannot move the cursor.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CursorError {
+    /// The page is not an API page.
+    #[error("not an API page: {0}")]
+    NotAPage(&'static str),
+    /// A scan page said more follow but gave no next filter.
+    #[error("scan page has hasNext but no nextQueryFilters.date.lte")]
+    NoNextFilter,
+    /// More records share one millisecond than paging can step over.
+    #[error("more than {MAX_SKIP_PLUS_LIMIT} records share one millisecond at {0}")]
+    TooManyAtOneMillisecond(i64),
+}
+
+/// A range of time the agent will not fetch, because it lies before the
+/// backfill window; reported in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkippedRange {
+    /// Start (inclusive), epoch ms.
+    pub from: i64,
+    /// End (exclusive), epoch ms.
+    pub to: i64,
+}
+
+impl Cursor {
+    /// The cursor of a first start at `now_ms` with a backfill window.
+    pub fn start(kind: StreamKind, now_ms: i64, backfill_ms: i64) -> Self {
+        let low = now_ms - backfill_ms;
+        match kind {
+            StreamKind::Activities => Self {
+                kind,
+                position: now_ms + 1,
+                boundary_ids: Vec::new(),
+                skip: 0,
+                backfill: Some(Backfill {
+                    low,
+                    upper: None,
+                    until_created: now_ms,
+                }),
+            },
+            StreamKind::Alerts => Self {
+                kind,
+                position: low,
+                boundary_ids: Vec::new(),
+                skip: 0,
+                backfill: None,
+            },
+        }
+    }
+
+    /// A saved cursor, or a fresh backfill when it is older than the window
+    /// (the gap is returned so it can be logged, never silently lost).
+    pub fn resume(saved: Cursor, now_ms: i64, backfill_ms: i64) -> (Self, Option<SkippedRange>) {
+        let oldest = now_ms - backfill_ms;
+        let tail_too_old = saved.backfill.is_none() && saved.position < oldest;
+        let backfill_too_old = saved
+            .backfill
+            .as_ref()
+            .is_some_and(|b| b.upper.unwrap_or(b.until_created) < oldest);
+        if tail_too_old || backfill_too_old {
+            let from = match &saved.backfill {
+                Some(backfill) => backfill.low,
+                None => saved.position,
+            };
+            let skipped = SkippedRange { from, to: oldest };
+            (Self::start(saved.kind, now_ms, backfill_ms), Some(skipped))
+        } else {
+            (saved, None)
+        }
+    }
+
+    /// Whether the backfill is still running.
+    pub fn backfilling(&self) -> bool {
+        self.backfill.is_some()
+    }
+
+    /// The JSON body of the next request; `user_filters` (an API filter
+    /// object) are combined with the cursor's own, which win on conflict.
+    pub fn request_body(&self, user_filters: Option<&OwnedValue>) -> String {
+        let mut filters = user_filters
+            .and_then(|f| f.as_object().cloned())
+            .unwrap_or_default();
+        let mut body = OwnedValue::object();
+        let range = |pairs: &[(&str, i64)]| {
+            let mut object = OwnedValue::object();
+            for (op, value) in pairs {
+                let _ = object.try_insert(*op, *value);
+            }
+            object
+        };
+        match (&self.backfill, self.kind) {
+            (Some(backfill), _) => {
+                let date = match backfill.upper {
+                    Some(upper) => range(&[("gte", backfill.low), ("lte", upper)]),
+                    None => range(&[("gte", backfill.low)]),
+                };
+                filters.insert("date".into(), date);
+                filters.insert("created".into(), range(&[("lte", backfill.until_created)]));
+                let _ = body.try_insert("isScan", true);
+                let _ = body.try_insert("limit", SCAN_PAGE);
+            }
+            (None, kind) => {
+                let field = match kind {
+                    StreamKind::Activities => "created",
+                    StreamKind::Alerts => "date",
+                };
+                filters.insert(field.into(), range(&[("gte", self.position)]));
+                let _ = body.try_insert("sortField", field);
+                let _ = body.try_insert("sortDirection", "asc");
+                let _ = body.try_insert("skip", self.skip);
+                let _ = body.try_insert("limit", TAIL_PAGE);
+            }
+        }
+        let _ = body.try_insert("filters", OwnedValue::from(filters));
+        body.encode()
+    }
+
+    /// Reads the paging facts from a page (`page` is parsed here; pass a
+    /// copy, simd-json rewrites its input).
+    pub fn page_info(&self, page: &mut [u8]) -> Result<PageInfo, CursorError> {
+        let value = simd_json::to_borrowed_value(page)
+            .map_err(|_| CursorError::NotAPage("invalid JSON"))?;
+        let data = value
+            .get("data")
+            .and_then(|d| d.as_array())
+            .ok_or(CursorError::NotAPage("no data array"))?;
+        let has_next = value
+            .get_bool("hasNext")
+            .ok_or(CursorError::NotAPage("no hasNext"))?;
+        let key_field = match (self.kind, self.backfill.is_some()) {
+            (StreamKind::Activities, false) => "created",
+            _ => "timestamp",
+        };
+        let mut info = PageInfo {
+            has_next,
+            ..PageInfo::default()
+        };
+        for record in data {
+            if !record.is_object() {
+                return Err(CursorError::NotAPage("a record is not an object"));
+            }
+            info.ids
+                .push(record.get_str("_id").unwrap_or_default().to_owned());
+            info.keys.push(
+                record
+                    .get(key_field)
+                    .and_then(|k| k.as_i64().or_else(|| k.as_f64().map(|f| f as i64))),
+            );
+        }
+        if self.backfill.is_some() && has_next {
+            info.next_upper = value
+                .get("nextQueryFilters")
+                .and_then(|f| f.get("date"))
+                .and_then(|d| d.get_i64("lte"));
+        }
+        Ok(info)
+    }
+
+    /// Which records of the page to deliver (indices into the page), and
+    /// the cursor once they are delivered.
+    pub fn advance(&self, info: &PageInfo) -> Result<(Vec<usize>, Cursor), CursorError> {
+        let mut next = self.clone();
+        if let Some(backfill) = &self.backfill {
+            let deliver = (0..info.ids.len()).collect();
+            next.backfill = if info.has_next {
+                let upper = info.next_upper.ok_or(CursorError::NoNextFilter)?;
+                Some(Backfill {
+                    upper: Some(upper),
+                    ..backfill.clone()
+                })
+            } else {
+                None
+            };
+            return Ok((deliver, next));
+        }
+        let seen: HashSet<&str> = self.boundary_ids.iter().map(String::as_str).collect();
+        let mut deliver = Vec::with_capacity(info.ids.len());
+        let mut newest = self.position;
+        for (index, (id, key)) in info.ids.iter().zip(&info.keys).enumerate() {
+            let key = key.unwrap_or(self.position);
+            if key == self.position && !id.is_empty() && seen.contains(id.as_str()) {
+                continue;
+            }
+            deliver.push(index);
+            newest = newest.max(key);
+        }
+        next.position = newest;
+        let at_newest = info
+            .ids
+            .iter()
+            .zip(&info.keys)
+            .filter(|(_, key)| key.unwrap_or(self.position) == newest)
+            .map(|(id, _)| id.clone());
+        if newest == self.position {
+            let mut ids: Vec<String> = self.boundary_ids.clone();
+            for id in at_newest {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            next.boundary_ids = ids;
+        } else {
+            next.boundary_ids = at_newest.collect();
+        }
+        // A full page that never left the boundary millisecond: step over it.
+        let full = info.ids.len() as u64 >= TAIL_PAGE;
+        let stuck = info
+            .keys
+            .iter()
+            .all(|key| key.unwrap_or(self.position) == self.position);
+        next.skip = if full && stuck {
+            let skip = self.skip + info.ids.len() as u64;
+            if skip + TAIL_PAGE > MAX_SKIP_PLUS_LIMIT {
+                return Err(CursorError::TooManyAtOneMillisecond(self.position));
+            }
+            skip
+        } else {
+            0
+        };
+        Ok((deliver, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(records: &[(&str, i64)], has_next: bool) -> PageInfo {
+        PageInfo {
+            ids: records.iter().map(|(id, _)| (*id).to_owned()).collect(),
+            keys: records.iter().map(|(_, key)| Some(*key)).collect(),
+            has_next,
+            next_upper: None,
+        }
+    }
+
+    #[test]
+    fn tail_drops_boundary_duplicates_and_moves_on() {
+        let cursor = Cursor {
+            kind: StreamKind::Activities,
+            position: 100,
+            boundary_ids: vec!["a".into(), "b".into()],
+            skip: 0,
+            backfill: None,
+        };
+        let page = info(
+            &[("a", 100), ("b", 100), ("c", 100), ("d", 105), ("e", 105)],
+            false,
+        );
+        let (deliver, next) = cursor.advance(&page).expect("moves");
+        assert_eq!(deliver, [2, 3, 4]);
+        assert_eq!(next.position, 105);
+        assert_eq!(next.boundary_ids, ["d", "e"]);
+        assert_eq!(next.skip, 0);
+        // The same page again (nothing new yet) delivers nothing.
+        let (again, same) = next
+            .advance(&info(&[("d", 105), ("e", 105)], false))
+            .expect("ok");
+        assert!(again.is_empty());
+        assert_eq!(same.position, 105);
+    }
+
+    #[test]
+    fn a_full_page_at_one_millisecond_is_stepped_over() {
+        let cursor = Cursor::start(StreamKind::Alerts, 1_000, 500);
+        let ids: Vec<String> = (0..100).map(|n| format!("id{n}")).collect();
+        let page = PageInfo {
+            ids: ids.clone(),
+            keys: vec![Some(500); 100],
+            has_next: true,
+            next_upper: None,
+        };
+        let (deliver, next) = cursor.advance(&page).expect("moves");
+        assert_eq!(deliver.len(), 100);
+        assert_eq!(next.position, 500);
+        assert_eq!(next.boundary_ids.len(), 100);
+        // The next request must not ask for the same 100 again.
+        assert_eq!(next.skip, 100);
+        assert!(next.request_body(None).contains("\"skip\":100"));
+        // A page past the run clears the skip.
+        let (deliver, after) = next.advance(&info(&[("n", 501)], false)).expect("moves");
+        assert_eq!((deliver, after.position, after.skip), (vec![0], 501, 0));
+    }
+
+    #[test]
+    fn backfill_follows_next_filters_then_hands_over_to_the_tail() {
+        let cursor = Cursor::start(StreamKind::Activities, 10_000, 4_000);
+        let body = cursor.request_body(None);
+        assert!(body.contains("\"isScan\":true"), "{body}");
+        assert!(
+            body.contains("\"gte\":6000") && body.contains("\"lte\":10000"),
+            "{body}"
+        );
+        let mut page = info(&[("x", 9_000), ("y", 8_000)], true);
+        page.next_upper = Some(8_000);
+        let (deliver, next) = cursor.advance(&page).expect("moves");
+        assert_eq!(deliver, [0, 1]);
+        assert_eq!(next.backfill.as_ref().and_then(|b| b.upper), Some(8_000));
+        let (_, done) = next.advance(&info(&[("z", 7_000)], false)).expect("moves");
+        assert!(!done.backfilling());
+        let tail = done.request_body(None);
+        assert!(tail.contains("\"created\":{\"gte\":10001}"), "{tail}");
+        // hasNext without a next filter is a malformed page.
+        assert_eq!(
+            next.advance(&info(&[("z", 7_000)], true)),
+            Err(CursorError::NoNextFilter)
+        );
+    }
+
+    #[test]
+    fn user_filters_are_kept_and_the_cursor_wins() {
+        let mut bytes = br#"{"service":{"eq":[11161]},"created":{"gte":1}}"#.to_vec();
+        let user = simd_json::to_owned_value(&mut bytes).expect("json");
+        let cursor = Cursor::start(StreamKind::Alerts, 10_000, 4_000);
+        let body = cursor.request_body(Some(&user));
+        assert!(body.contains("\"service\":{\"eq\":[11161]}"), "{body}");
+        assert!(body.contains("\"date\":{\"gte\":6000}"), "{body}");
+    }
+
+    #[test]
+    fn an_old_cursor_restarts_within_the_window_and_reports_the_gap() {
+        let old = Cursor {
+            kind: StreamKind::Alerts,
+            position: 1_000,
+            boundary_ids: vec![],
+            skip: 0,
+            backfill: None,
+        };
+        let (cursor, gap) = Cursor::resume(old.clone(), 100_000, 10_000);
+        assert_eq!(
+            gap,
+            Some(SkippedRange {
+                from: 1_000,
+                to: 90_000
+            })
+        );
+        assert_eq!(cursor.position, 90_000);
+        let (kept, none) = Cursor::resume(old.clone(), 5_000, 10_000);
+        assert_eq!((kept, none), (old, None));
+    }
+
+    #[test]
+    fn page_info_reads_the_fields() {
+        let cursor = Cursor::start(StreamKind::Activities, 10_000, 4_000);
+        let mut page = br#"{"data":[{"_id":"a","timestamp":9000,"created":9500}],"hasNext":true,"nextQueryFilters":{"date":{"gte":6000,"lte":9000}}}"#.to_vec();
+        let info = cursor.page_info(&mut page).expect("a page");
+        assert_eq!(info.ids, ["a"]);
+        assert_eq!(info.keys, [Some(9000)]);
+        assert_eq!(info.next_upper, Some(9000));
+        assert!(cursor.page_info(&mut b"{\"data\":5}".to_vec()).is_err());
+        assert!(cursor
+            .page_info(&mut b"{\"data\":[],\"hasNext\":".to_vec())
+            .is_err());
+    }
+}
