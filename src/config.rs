@@ -2,6 +2,7 @@
 //! plain structs, then `build()` validates them once into a plan whose
 //! fields can be trusted for the rest of the run ("parse, don't validate").
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,8 +10,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cef::{DataType, Encoder};
+use simd_json::prelude::*;
+
+use crate::pipeline::RunPlan;
+use crate::simulator::data::StreamKind;
 use crate::simulator::server::DEFAULT_TOKEN;
 use crate::simulator::{Faults, SimulatorConfig};
+use crate::source::client::{ClientConfig, Credentials, Secret};
 use crate::syslog::{HeaderError, HeaderStyle, SyslogHeader, DEFAULT_FACILITY};
 
 /// Portal link base used when none is configured.
@@ -35,9 +41,99 @@ pub enum Command {
     /// Turn saved API records (JSON pages, arrays, records or NDJSON) into
     /// CEF lines on stdout.
     Replay(ReplayArgs),
+    /// Pull alerts and activities from the API and write them as CEF.
+    Run(Box<RunArgs>),
     /// Serve a simulated Defender for Cloud Apps API on this machine, for
     /// trying the agent, tests and benchmarks without a tenant.
     Simulate(SimulateArgs),
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The tenant's API base URL, e.g. https://contoso.eu2.portal.cloudappsecurity.com
+    #[arg(long, value_name = "URL")]
+    pub api_url: String,
+    /// API token (prefer --token-file: command lines are visible to other users).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// File holding the API token; re-read on every request, so a rotated
+    /// token is picked up without a restart.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Entra directory (tenant) id, for application credentials.
+    #[arg(long, value_name = "ID", requires = "client_id")]
+    pub tenant_id: Option<String>,
+    /// Entra application (client) id.
+    #[arg(long, value_name = "ID", requires = "tenant_id")]
+    pub client_id: Option<String>,
+    /// Entra client secret (prefer --client-secret-file).
+    #[arg(long, value_name = "SECRET", conflicts_with = "client_secret_file")]
+    pub client_secret: Option<String>,
+    /// File holding the Entra client secret.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Entra login base URL (for sovereign clouds).
+    #[arg(long, value_name = "URL", default_value = crate::source::client::DEFAULT_LOGIN_URL)]
+    pub login_url: String,
+    /// Data types to pull, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values = ["alerts", "activities"], value_parser = parse_kind)]
+    pub data_types: Vec<StreamKind>,
+    /// Directory for checkpoints (created, mode 0700).
+    #[arg(long, value_name = "DIR", default_value = "siem-agent-state")]
+    pub state_dir: PathBuf,
+    /// How far back the first start reaches (e.g. 2d, 36h).
+    #[arg(long, default_value = "2d", value_parser = parse_duration)]
+    pub backfill: Duration,
+    /// Wait between polls once caught up.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Requests per minute for this tenant, shared by all data types (the
+    /// API allows 30; 0 means no limit, for simulators only).
+    #[arg(long, default_value_t = crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE, value_name = "N")]
+    pub requests_per_minute: u32,
+    /// HTTP proxy, ADDRESS[:PORT].
+    #[arg(long, value_name = "ADDRESS[:PORT]")]
+    pub proxy: Option<String>,
+    /// Extra CA certificate (PEM) to trust for the API.
+    #[arg(long, value_name = "FILE")]
+    pub api_ca: Option<PathBuf>,
+    /// Extra API filters for activities (a JSON filter object, passed through).
+    #[arg(long, value_name = "FILE")]
+    pub activities_filter: Option<PathBuf>,
+    /// Extra API filters for alerts.
+    #[arg(long, value_name = "FILE")]
+    pub alerts_filter: Option<PathBuf>,
+    /// Where the CEF lines go; `-` is stdout.
+    #[arg(long, value_name = "-", default_value = "-")]
+    pub output: String,
+    /// Tries per page (429, 5xx, network errors, malformed pages) before the
+    /// failure counts as critical.
+    #[arg(long, default_value_t = crate::source::client::DEFAULT_MAX_ATTEMPTS, value_name = "N")]
+    pub retry_attempts: u32,
+    /// Longest wait between two tries.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub retry_max_delay: Duration,
+    /// Consecutive critical failures before giving up (exit 75).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub max_critical_errors: u32,
+    /// Name for this tenant's checkpoint files (default: the API host).
+    #[arg(long, value_name = "NAME")]
+    pub tenant: Option<String>,
+    /// Exit once every data type has caught up (one-shot export).
+    #[arg(long)]
+    pub once: bool,
+    /// How the records are formatted.
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+fn parse_kind(text: &str) -> Result<StreamKind, String> {
+    match text.trim() {
+        "activities" => Ok(StreamKind::Activities),
+        "alerts" => Ok(StreamKind::Alerts),
+        other => Err(format!("{other:?}: expected alerts or activities")),
+    }
 }
 
 /// Options of `simulate`.
@@ -145,6 +241,30 @@ pub enum ConfigError {
     /// The agent version must be 1-31 characters (CEF device version).
     #[error("--agent-version {0:?} must be 1 to 31 characters")]
     AgentVersion(String),
+    /// The proxy is not `host[:port]`.
+    #[error("{0}")]
+    Proxy(String),
+    /// No usable credentials were given.
+    #[error(
+        "give --token, --token-file, or --tenant-id with --client-id and --client-secret(-file)"
+    )]
+    NoCredentials,
+    /// A file named by an option could not be read or parsed.
+    #[error("{option} {path}: {reason}")]
+    File {
+        /// The option.
+        option: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Only stdout is supported as output so far.
+    #[error("--output {0:?}: only `-` (stdout) is supported")]
+    Output(String),
+    /// The API URL must be http(s).
+    #[error("--api-url {0:?} is not an http:// or https:// URL")]
+    ApiUrl(String),
     /// A fault probability must be between 0 and 1.
     #[error("--{0} {1} is not a probability between 0 and 1")]
     Probability(&'static str, f64),
@@ -218,6 +338,120 @@ impl ReplayArgs {
         };
         Ok(ReplayPlan {
             inputs,
+            encoder: self.format.build()?,
+        })
+    }
+}
+
+impl RunArgs {
+    /// Validates the options into a plan.
+    pub fn build(&self) -> Result<RunPlan, ConfigError> {
+        let api_url = self.api_url.trim_end_matches('/').to_owned();
+        let host = api_url
+            .strip_prefix("https://")
+            .or_else(|| api_url.strip_prefix("http://"))
+            .map(|rest| rest.split('/').next().unwrap_or(""))
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| ConfigError::ApiUrl(self.api_url.clone()))?
+            .to_owned();
+        if self.output != "-" {
+            return Err(ConfigError::Output(self.output.clone()));
+        }
+        let credentials = match (
+            &self.token,
+            &self.token_file,
+            &self.tenant_id,
+            &self.client_id,
+            &self.client_secret,
+            &self.client_secret_file,
+        ) {
+            (Some(token), None, None, ..) => Credentials::Token(Secret::Value(token.clone())),
+            (None, Some(file), None, ..) => Credentials::Token(Secret::File(file.clone())),
+            (None, None, Some(tenant_id), Some(client_id), secret, secret_file) => {
+                let client_secret = match (secret, secret_file) {
+                    (Some(value), None) => Secret::Value(value.clone()),
+                    (None, Some(file)) => Secret::File(file.clone()),
+                    _ => return Err(ConfigError::NoCredentials),
+                };
+                Credentials::Entra {
+                    login_url: self.login_url.clone(),
+                    tenant_id: tenant_id.clone(),
+                    client_id: client_id.clone(),
+                    client_secret,
+                }
+            }
+            _ => return Err(ConfigError::NoCredentials),
+        };
+        let proxy = self
+            .proxy
+            .as_deref()
+            .map(crate::source::client::parse_proxy)
+            .transpose()
+            .map_err(ConfigError::Proxy)?;
+        let read = |option: &'static str, path: &PathBuf| {
+            std::fs::read(path).map_err(|error| ConfigError::File {
+                option,
+                path: path.clone(),
+                reason: error.to_string(),
+            })
+        };
+        let ca_pem = match &self.api_ca {
+            Some(path) => Some(String::from_utf8_lossy(&read("--api-ca", path)?).into_owned()),
+            None => None,
+        };
+        let mut filters = HashMap::new();
+        for (option, path, kind) in [
+            (
+                "--activities-filter",
+                &self.activities_filter,
+                StreamKind::Activities,
+            ),
+            ("--alerts-filter", &self.alerts_filter, StreamKind::Alerts),
+        ] {
+            let Some(path) = path else { continue };
+            let mut bytes = read(option, path)?;
+            let value =
+                simd_json::to_owned_value(&mut bytes).map_err(|error| ConfigError::File {
+                    option,
+                    path: path.clone(),
+                    reason: format!("not JSON: {error}"),
+                })?;
+            if value.as_object().is_none() {
+                return Err(ConfigError::File {
+                    option,
+                    path: path.clone(),
+                    reason: "must be a JSON object of API filters".into(),
+                });
+            }
+            filters.insert(kind, value);
+        }
+        let mut kinds = Vec::new();
+        for kind in &self.data_types {
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
+        Ok(RunPlan {
+            tenant: self.tenant.clone().unwrap_or(host),
+            client: ClientConfig {
+                api_url,
+                credentials,
+                proxy,
+                ca_pem,
+                connect_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(120),
+                max_attempts: self.retry_attempts.max(1),
+                backoff_base: Duration::from_millis(500).min(self.retry_max_delay),
+                backoff_cap: self.retry_max_delay,
+            },
+            requests_per_minute: self.requests_per_minute,
+            kinds,
+            filters,
+            state_dir: self.state_dir.clone(),
+            backfill: self.backfill,
+            poll_interval: self.poll_interval,
+            max_critical_errors: self.max_critical_errors,
+            once: self.once,
             encoder: self.format.build()?,
         })
     }

@@ -9,6 +9,7 @@ pub mod cef;
 pub mod checkpoint;
 pub mod config;
 pub mod parse;
+pub mod pipeline;
 pub mod replay;
 pub mod simulator;
 pub mod source;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use siem_agent::config::{Cli, Command};
-use siem_agent::replay;
 use siem_agent::simulator::{Simulator, SimulatorConfig};
+use siem_agent::{pipeline, replay};
 
 /// Exit status for options that parse but do not make a valid plan (the same
 /// status clap uses for a malformed command line).
@@ -26,6 +26,22 @@ fn main() -> ExitCode {
             };
             let summary = replay::run(plan, &mut io::stdout().lock(), &mut io::stderr().lock());
             ExitCode::from(summary.exit_code())
+        }
+        Command::Run(args) => {
+            let plan = match args.build() {
+                Ok(plan) => plan,
+                Err(error) => {
+                    eprintln!("siem-agent: {error}");
+                    return ExitCode::from(EXIT_BAD_OPTIONS);
+                }
+            };
+            match pipeline::run(plan, &mut io::stdout().lock(), &mut io::stderr()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("siem-agent: {error}");
+                    ExitCode::from(error.exit_code())
+                }
+            }
         }
         Command::Simulate(args) => match args.build() {
             Ok(config) => match simulate(config, args.write_ca.as_deref()) {

@@ -5,6 +5,8 @@
 mod alloc;
 #[path = "it/golden.rs"]
 mod golden;
+#[path = "it/pull.rs"]
+mod pull;
 #[path = "it/replay_cli.rs"]
 mod replay_cli;
 #[path = "it/roundtrip.rs"]

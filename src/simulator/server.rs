@@ -62,6 +62,9 @@ pub struct SimulatorConfig {
     pub client_secret: String,
     /// List requests allowed per rolling minute (`None`: no limit).
     pub requests_per_minute: Option<u32>,
+    /// The window the request limit counts over (the API's is a minute;
+    /// tests shorten it).
+    pub rate_window: Duration,
     /// `Retry-After` seconds sent with 429 (the real API sends none).
     pub retry_after_seconds: Option<u64>,
     /// The activity stream.
@@ -102,6 +105,7 @@ impl SimulatorConfig {
             client_id: "00000000-0000-0000-0000-00000000c1d0".to_owned(),
             client_secret: "simulator-secret".to_owned(),
             requests_per_minute: Some(30),
+            rate_window: Duration::from_secs(60),
             retry_after_seconds: None,
             activities: stream(StreamKind::Activities, 600, 1),
             alerts: stream(StreamKind::Alerts, 2, 2),
@@ -535,7 +539,7 @@ fn throttled(shared: &Shared) -> bool {
     let mut window = shared.window.lock();
     while window
         .front()
-        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        .is_some_and(|t| now.duration_since(*t) >= shared.config.rate_window)
     {
         window.pop_front();
     }

@@ -1,0 +1,449 @@
+//! `siem-agent run` against the simulator over real HTTP(S) on loopback:
+//! backfill and tail under faults, crashes, 429 storms, bad credentials,
+//! Entra credentials and a proxy.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use siem_agent::simulator::data::{StreamConfig, StreamKind};
+use siem_agent::simulator::server::DEFAULT_TOKEN;
+use siem_agent::simulator::{Faults, Simulator, SimulatorConfig};
+use siem_agent::syslog::now_ms;
+
+use super::support::bin;
+use super::support::cases::check_one_line;
+
+/// A scratch directory unique to one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("siem-agent-pull-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn simulator(history: Duration, activities_per_minute: u64) -> SimulatorConfig {
+    let mut config = SimulatorConfig::new(now_ms(), history);
+    config.requests_per_minute = None;
+    config.activities.per_minute = activities_per_minute;
+    config.alerts.per_minute = 10;
+    config
+}
+
+/// `run` arguments for a simulator, checkpointing under `dir`.
+fn run_args(sim: &Simulator, dir: &Path) -> Vec<String> {
+    [
+        "run",
+        "--api-url",
+        &sim.url(),
+        "--token",
+        DEFAULT_TOKEN,
+        "--state-dir",
+        dir.join("state").to_str().expect("utf-8"),
+        "--requests-per-minute",
+        "0",
+        "--backfill",
+        "1h",
+        "--poll-interval",
+        "200ms",
+        "--header",
+        "none",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// Starts the agent with stdout to `out` and stderr to `out` + ".err".
+fn spawn(args: &[String], out: &Path) -> Child {
+    let stdout = std::fs::File::create(out).expect("output file");
+    let stderr = std::fs::File::create(out.with_extension("err")).expect("log file");
+    Command::new(bin())
+        .args(args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("the agent starts")
+}
+
+/// Runs to completion with a time bound; returns the process output.
+fn run_to_end(args: &[String], out: &Path, limit: Duration) -> Output {
+    let mut child = spawn(args, out);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Output {
+                status,
+                stdout: std::fs::read(out).unwrap_or_default(),
+                stderr: std::fs::read(out.with_extension("err")).unwrap_or_default(),
+            };
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the agent did not finish within {limit:?}; log:\n{}",
+                std::fs::read_to_string(out.with_extension("err")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `externalId` of every complete, strictly valid line in the files,
+/// counted.
+fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
+    let mut ids = HashMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        // A killed run may end with a partial line: only complete lines count.
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        for line in complete.lines() {
+            let cef = check_one_line(line).unwrap_or_else(|e| panic!("{e}"));
+            let id = cef.get("externalId").expect("an id").to_owned();
+            *ids.entry(id).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+/// Ids of every record of `stream` indexed by `until_ms`.
+fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut index = 0;
+    while stream.timestamp(index) <= until_ms {
+        let visible = match stream.kind {
+            StreamKind::Activities => stream.created(index) <= until_ms,
+            StreamKind::Alerts => true,
+        };
+        if visible {
+            ids.push(stream.id(index));
+        }
+        index += 1;
+    }
+    ids
+}
+
+fn assert_all_delivered(ids: &HashMap<String, u32>, stream: &StreamConfig, until_ms: i64) {
+    let expected = expected_ids(stream, until_ms);
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !ids.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} {:?} records missing, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        stream.kind,
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn backfill_and_tail_of_100k_records_under_faults() {
+    // 11 minutes at 10,000 a minute, indexed within a minute: over 100,000
+    // records are visible when the agent starts.
+    let mut config = simulator(Duration::from_secs(660), 10_000);
+    config.activities.max_index_delay_ms = 60_000;
+    config.faults = Faults {
+        server_error: 0.1,
+        slow: 0.05,
+        slow_ms: 100,
+        drop: 0.05,
+        truncate: 0.05,
+        malformed: 0.05,
+    };
+    let (activities, alerts) = (config.activities.clone(), config.alerts.clone());
+    let sim = Simulator::start(config).expect("starts");
+    let dir = scratch("faults");
+    let mut args = run_args(&sim, &dir);
+    args.push("--once".into());
+    let before = now_ms();
+    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(300));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let ids = delivered(&[dir.join("out.cef")]);
+    assert!(ids.len() >= 100_000, "only {} records", ids.len());
+    assert_all_delivered(&ids, &activities, before);
+    assert_all_delivered(&ids, &alerts, before);
+    let repeated: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "repeated without a crash: {repeated:?}"
+    );
+    assert!(
+        sim.stats().faults.load(Ordering::Relaxed) > 0,
+        "no fault was injected"
+    );
+}
+
+#[test]
+fn repeated_kill_9_loses_nothing() {
+    let config = simulator(Duration::from_secs(600), 5_000);
+    let activities = config.activities.clone();
+    let sim = Simulator::start(config).expect("starts");
+    let dir = scratch("kill");
+    let args = run_args(&sim, &dir);
+    let before = now_ms();
+    let mut outputs = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let kills = 6;
+    for round in 0..kills {
+        let out = dir.join(format!("run{round}.cef"));
+        let mut child = spawn(&args, &out);
+        std::thread::sleep(Duration::from_millis(rng.u64(50..600)));
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        outputs.push(out);
+    }
+    let mut last = args.clone();
+    last.push("--once".into());
+    let out = dir.join("final.cef");
+    let output = run_to_end(&last, &out, Duration::from_secs(300));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    outputs.push(out);
+    let ids = delivered(&outputs);
+    assert_all_delivered(&ids, &activities, before);
+    let duplicates: u32 = ids.values().map(|n| n - 1).sum();
+    // Each kill can repeat at most the page in flight: one scan batch.
+    let bound = kills * siem_agent::source::cursor::SCAN_PAGE as u32;
+    assert!(duplicates <= bound, "{duplicates} duplicates > {bound}");
+    eprintln!(
+        "kill -9 x{kills}: {} records, {duplicates} duplicates",
+        ids.len()
+    );
+}
+
+#[test]
+fn a_429_storm_is_ridden_out() {
+    // Several requests back to back (scan pages, alerts, the tail) against
+    // one allowed per second: most first tries get 429.
+    let mut config = simulator(Duration::from_secs(600), 1_000);
+    config.requests_per_minute = Some(1);
+    config.rate_window = Duration::from_secs(1);
+    config.retry_after_seconds = Some(1);
+    let activities = config.activities.clone();
+    let sim = Simulator::start(config).expect("starts");
+    let dir = scratch("storm");
+    let mut args = run_args(&sim, &dir);
+    args.push("--once".into());
+    let before = now_ms();
+    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(300));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let throttled = sim.stats().throttled.load(Ordering::Relaxed);
+    assert!(throttled >= 2, "only {throttled} 429 answers");
+    assert_all_delivered(&delivered(&[dir.join("out.cef")]), &activities, before);
+}
+
+#[test]
+fn a_rejected_token_stops_with_a_clear_error() {
+    let sim = Simulator::start(simulator(Duration::from_secs(60), 100)).expect("starts");
+    let dir = scratch("token");
+    let mut args = run_args(&sim, &dir);
+    let at = args
+        .iter()
+        .position(|a| a == DEFAULT_TOKEN)
+        .expect("token arg");
+    args[at] = "not-the-token".into();
+    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(77));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("Invalid token"), "{log}");
+    assert!(log.contains(&sim.url()), "names the URL: {log}");
+    assert!(
+        !log.contains("not-the-token"),
+        "the token must not be logged: {log}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn too_many_critical_errors_exit_non_zero() {
+    let mut config = simulator(Duration::from_secs(60), 100);
+    config.faults.server_error = 1.0;
+    let sim = Simulator::start(config).expect("starts");
+    let dir = scratch("critical");
+    let mut args = run_args(&sim, &dir);
+    args.extend(
+        [
+            "--max-critical-errors",
+            "2",
+            "--retry-attempts",
+            "2",
+            "--retry-max-delay",
+            "100ms",
+            "--data-types",
+            "alerts",
+        ]
+        .map(str::to_owned),
+    );
+    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(180));
+    assert_eq!(output.status.code(), Some(75));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("Too many critical errors"), "{log}");
+}
+
+#[test]
+fn entra_client_credentials_fetch_one_token() {
+    let config = simulator(Duration::from_secs(120), 500);
+    let (client_id, secret) = (config.client_id.clone(), config.client_secret.clone());
+    let sim = Simulator::start(config).expect("starts");
+    let dir = scratch("entra");
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).expect("secret file");
+    let mut args: Vec<String> = run_args(&sim, &dir)
+        .into_iter()
+        .filter(|a| a != "--token" && a != DEFAULT_TOKEN)
+        .collect();
+    args.extend(
+        [
+            "--tenant-id",
+            "contoso-tenant",
+            "--client-id",
+            &client_id,
+            "--client-secret-file",
+            secret_file.to_str().expect("utf-8"),
+            "--login-url",
+            &sim.url(),
+            "--once",
+        ]
+        .map(str::to_owned),
+    );
+    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(120));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!delivered(&[dir.join("out.cef")]).is_empty());
+    assert_eq!(
+        sim.stats().tokens_issued.load(Ordering::Relaxed),
+        1,
+        "cached, not per request"
+    );
+}
+
+/// A minimal HTTP CONNECT proxy on loopback that counts tunnels.
+fn connect_proxy() -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let address = listener.local_addr().expect("address").to_string();
+    let tunnels = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&tunnels);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || tunnel(client, &counter));
+        }
+    });
+    (address, tunnels)
+}
+
+fn tunnel(mut client: TcpStream, tunnels: &AtomicU64) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        if client.read_exact(&mut byte).is_err() {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let Some(target) = head
+        .strip_prefix("CONNECT ")
+        .and_then(|r| r.split(' ').next())
+    else {
+        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n");
+        return;
+    };
+    // Loopback only: this proxy is a test fixture.
+    if !target.starts_with("127.0.0.1:") {
+        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n");
+        return;
+    }
+    let Ok(upstream) = TcpStream::connect(target) else {
+        return;
+    };
+    tunnels.fetch_add(1, Ordering::Relaxed);
+    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let (mut client_read, mut upstream_write) = match (client.try_clone(), upstream.try_clone()) {
+        (Ok(c), Ok(u)) => (c, u),
+        _ => return,
+    };
+    let pump = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut upstream_write);
+        let _ = upstream_write.shutdown(Shutdown::Write);
+    });
+    let mut upstream_read = upstream;
+    let _ = std::io::copy(&mut upstream_read, &mut client);
+    let _ = client.shutdown(Shutdown::Write);
+    let _ = pump.join();
+}
+
+#[test]
+fn pulls_through_an_http_proxy_over_tls() {
+    let mut config = simulator(Duration::from_secs(120), 500);
+    config.tls = true;
+    let sim = Simulator::start(config).expect("starts");
+    let dir = scratch("proxy");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, sim.ca_pem().expect("TLS")).expect("CA file");
+    let (proxy, tunnels) = connect_proxy();
+    let mut args = run_args(&sim, &dir);
+    args.extend(
+        [
+            "--proxy",
+            &proxy,
+            "--api-ca",
+            ca.to_str().expect("utf-8"),
+            "--once",
+        ]
+        .map(str::to_owned),
+    );
+    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(120));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!delivered(&[dir.join("out.cef")]).is_empty());
+    assert!(
+        tunnels.load(Ordering::Relaxed) >= 1,
+        "the proxy was not used"
+    );
+}
+
+#[test]
+fn a_bad_proxy_is_rejected_at_start_up() {
+    let output = Command::new(bin())
+        .args([
+            "run",
+            "--api-url",
+            "https://x.example",
+            "--token",
+            "t",
+            "--proxy",
+            "bad proxy:1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Invalid proxy address: bad proxy:1"));
+}
