@@ -51,7 +51,7 @@ pub enum Command {
 /// Options of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The tenant's API base URL, e.g. https://contoso.eu2.portal.cloudappsecurity.com
+    /// The tenant's API base URL, e.g. `https://contoso.eu2.portal.cloudappsecurity.com`.
     #[arg(long, value_name = "URL")]
     pub api_url: String,
     /// API token (prefer --token-file: command lines are visible to other users).
@@ -92,7 +92,7 @@ pub struct RunArgs {
     /// API allows 30; 0 means no limit, for simulators only).
     #[arg(long, default_value_t = crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE, value_name = "N")]
     pub requests_per_minute: u32,
-    /// HTTP proxy, ADDRESS[:PORT].
+    /// HTTP proxy, as ADDRESS or ADDRESS:PORT (port 8080 when omitted).
     #[arg(long, value_name = "ADDRESS[:PORT]")]
     pub proxy: Option<String>,
     /// Extra CA certificate (PEM) to trust for the API.
