@@ -43,6 +43,10 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Pull alerts and activities from the API and write them as CEF.
     Run(Box<RunArgs>),
+    /// Run the agent against a built-in simulated tenant: no credentials
+    /// needed. Prints the CEF lines of its backfill, then exits (or keeps
+    /// tailing with --follow).
+    Demo(DemoArgs),
     /// Serve a simulated Defender for Cloud Apps API on this machine, for
     /// trying the agent, tests and benchmarks without a tenant.
     Simulate(SimulateArgs),
@@ -133,6 +137,61 @@ fn parse_kind(text: &str) -> Result<StreamKind, String> {
         "activities" => Ok(StreamKind::Activities),
         "alerts" => Ok(StreamKind::Alerts),
         other => Err(format!("{other:?}: expected alerts or activities")),
+    }
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// History of the simulated tenant, all of it backfilled.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub history: Duration,
+    /// Simulated activities per minute.
+    #[arg(long, default_value_t = 600, value_name = "N")]
+    pub activities_per_minute: u64,
+    /// Keep tailing the live simulated tenant instead of exiting.
+    #[arg(long)]
+    pub follow: bool,
+    /// How the records are formatted.
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+impl DemoArgs {
+    /// The simulator configuration and a run plan pointing at it; the
+    /// caller fills in the simulator's URL once it listens.
+    pub fn build(&self, state_dir: PathBuf) -> Result<(SimulatorConfig, RunPlan), ConfigError> {
+        if self.activities_per_minute == 0 {
+            return Err(ConfigError::ZeroRate("activities-per-minute"));
+        }
+        let mut simulator = SimulatorConfig::new(crate::syslog::now_ms(), self.history);
+        simulator.requests_per_minute = None;
+        simulator.activities.per_minute = self.activities_per_minute;
+        simulator.activities.max_index_delay_ms = 30_000;
+        let plan = RunPlan {
+            tenant: "demo".to_owned(),
+            client: ClientConfig {
+                api_url: String::new(),
+                credentials: Credentials::Token(Secret::Value(simulator.token.clone())),
+                proxy: None,
+                ca_pem: None,
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(60),
+                max_attempts: crate::source::client::DEFAULT_MAX_ATTEMPTS,
+                backoff_base: Duration::from_millis(200),
+                backoff_cap: Duration::from_secs(5),
+            },
+            requests_per_minute: 0,
+            kinds: vec![StreamKind::Alerts, StreamKind::Activities],
+            filters: HashMap::new(),
+            state_dir,
+            backfill: self.history + Duration::from_secs(60),
+            poll_interval: Duration::from_secs(5),
+            max_critical_errors: 10,
+            once: !self.follow,
+            encoder: self.format.build()?,
+        };
+        Ok((simulator, plan))
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use siem_agent::config::{Cli, Command};
+use siem_agent::config::{Cli, Command, DemoArgs};
 use siem_agent::simulator::{Simulator, SimulatorConfig};
 use siem_agent::{pipeline, replay};
 
@@ -43,6 +43,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Demo(args) => match demo(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("siem-agent: demo: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Simulate(args) => match args.build() {
             Ok(config) => match simulate(config, args.write_ca.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -80,4 +87,25 @@ fn simulate(config: SimulatorConfig, write_ca: Option<&std::path::Path>) -> anyh
     loop {
         std::thread::park();
     }
+}
+
+/// Runs the agent against an in-process simulator, with throw-away state.
+fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    let state = std::env::temp_dir().join(format!("siem-agent-demo-{}", std::process::id()));
+    let (config, mut plan) = args.build(state.clone())?;
+    let simulator = Simulator::start(config).context("cannot start the simulator")?;
+    plan.client.api_url = simulator.url();
+    eprintln!(
+        "siem-agent: demo: simulated tenant at {}; backfilling {} of history",
+        simulator.url(),
+        humantime::format_duration(args.history)
+    );
+    let result = pipeline::run(plan, &mut io::stdout().lock(), &mut io::stderr());
+    let _ = std::fs::remove_dir_all(&state);
+    let summary = result?;
+    eprintln!(
+        "siem-agent: demo: {} records in {} pages",
+        summary.records, summary.pages
+    );
+    Ok(())
 }

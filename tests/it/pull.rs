@@ -447,3 +447,21 @@ fn a_bad_proxy_is_rejected_at_start_up() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("Invalid proxy address: bad proxy:1"));
 }
+
+#[test]
+fn the_demo_prints_strict_cef_and_exits() {
+    let output = Command::new(bin())
+        .args(["demo", "--history", "2m"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 100, "{} lines; log: {log}", lines.len());
+    for line in lines {
+        check_one_line(line).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(log.contains("records in"), "{log}");
+}
