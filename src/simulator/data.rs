@@ -133,9 +133,14 @@ impl StreamConfig {
         low
     }
 
+    /// The app (id, name) of record `index`.
+    pub fn app(&self, index: u64) -> (u64, &'static str) {
+        APPS[(mix(self.seed, index, 2) % APPS.len() as u64) as usize]
+    }
+
     /// The app id of record `index`.
     pub fn app_id(&self, index: u64) -> u64 {
-        APPS[(mix(self.seed, index, 2) % APPS.len() as u64) as usize].0
+        self.app(index).0
     }
 
     /// Whether record `index` carries hostile text.
@@ -182,11 +187,7 @@ impl StreamConfig {
 
     fn write_activity(&self, index: u64, out: &mut Vec<u8>) {
         let mut text = String::with_capacity(1536);
-        let app_id = self.app_id(index);
-        let app_name = APPS
-            .iter()
-            .find(|(id, _)| *id == app_id)
-            .map_or("", |(_, name)| name);
+        let (app_id, app_name) = self.app(index);
         let (event_type, operation) =
             OPERATIONS[(mix(self.seed, index, 7) % OPERATIONS.len() as u64) as usize];
         let user = mix(self.seed, index, 8) % 5000;
@@ -239,11 +240,7 @@ impl StreamConfig {
 
     fn write_alert(&self, index: u64, out: &mut Vec<u8>) {
         let mut text = String::with_capacity(1024);
-        let app_id = self.app_id(index);
-        let app_name = APPS
-            .iter()
-            .find(|(id, _)| *id == app_id)
-            .map_or("", |(_, name)| name);
+        let (app_id, app_name) = self.app(index);
         let user = mix(self.seed, index, 8) % 5000;
         let severity = mix(self.seed, index, 10) % 4;
         let title = if self.is_hostile(index) {

@@ -95,6 +95,17 @@ fn run_to_end(args: &[String], out: &Path, limit: Duration) -> Output {
     }
 }
 
+/// Runs to completion, requires success, and returns the delivered ids.
+fn run_ok(args: &[String], out: &Path, limit: Duration) -> HashMap<String, u32> {
+    let output = run_to_end(args, out, limit);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    delivered(&[out.to_owned()])
+}
+
 /// `externalId` of every complete, strictly valid line in the files,
 /// counted.
 fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
@@ -168,10 +179,7 @@ fn backfill_and_tail_of_100k_records_under_faults() {
     let mut args = run_args(&sim, &dir);
     args.push("--once".into());
     let before = now_ms();
-    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(300));
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{log}");
-    let ids = delivered(&[dir.join("out.cef")]);
+    let ids = run_ok(&args, &dir.join("out.cef"), Duration::from_secs(300));
     assert!(ids.len() >= 100_000, "only {} records", ids.len());
     assert_all_delivered(&ids, &activities, before);
     assert_all_delivered(&ids, &alerts, before);
@@ -241,15 +249,10 @@ fn a_429_storm_is_ridden_out() {
     let mut args = run_args(&sim, &dir);
     args.push("--once".into());
     let before = now_ms();
-    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(300));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let ids = run_ok(&args, &dir.join("out.cef"), Duration::from_secs(300));
     let throttled = sim.stats().throttled.load(Ordering::Relaxed);
     assert!(throttled >= 2, "only {throttled} 429 answers");
-    assert_all_delivered(&delivered(&[dir.join("out.cef")]), &activities, before);
+    assert_all_delivered(&ids, &activities, before);
 }
 
 #[test]
@@ -326,13 +329,8 @@ fn entra_client_credentials_fetch_one_token() {
         ]
         .map(str::to_owned),
     );
-    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(120));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!delivered(&[dir.join("out.cef")]).is_empty());
+    let ids = run_ok(&args, &dir.join("out.cef"), Duration::from_secs(120));
+    assert!(!ids.is_empty());
     assert_eq!(
         sim.stats().tokens_issued.load(Ordering::Relaxed),
         1,
@@ -416,13 +414,8 @@ fn pulls_through_an_http_proxy_over_tls() {
         ]
         .map(str::to_owned),
     );
-    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(120));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!delivered(&[dir.join("out.cef")]).is_empty());
+    let ids = run_ok(&args, &dir.join("out.cef"), Duration::from_secs(120));
+    assert!(!ids.is_empty());
     assert!(
         tunnels.load(Ordering::Relaxed) >= 1,
         "the proxy was not used"

@@ -43,10 +43,19 @@ pub fn replay(args: &[&str], stdin: Option<&[u8]>) -> Output {
     });
     let output = child.wait_with_output().expect("the binary finishes");
     if let Some(feeder) = feeder {
-        feeder
-            .join()
-            .expect("the feeder thread does not panic")
-            .expect("the binary reads all its input");
+        let fed = feeder.join().expect("the feeder thread does not panic");
+        // A binary that rejects its options exits without reading stdin.
+        if let Err(error) = fed {
+            assert_eq!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "feeding stdin failed: {error}"
+            );
+            assert!(
+                !output.status.success(),
+                "stopped reading early, yet succeeded"
+            );
+        }
     }
     output
 }
