@@ -19,7 +19,7 @@ use simd_json::prelude::*;
 use simd_json::OwnedValue;
 
 use crate::simulator::data::StreamKind;
-use crate::source::cursor::{Backfill, Cursor};
+use crate::source::cursor::{Cursor, Scan};
 
 /// Checkpoint format version.
 pub const FORMAT_VERSION: u64 = 1;
@@ -113,15 +113,16 @@ impl CheckpointStore {
                     .ok_or_else(|| corrupt("boundaryIds"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let backfill = match value.get("backfill") {
+        let scan = match value.get("scan") {
             None => None,
-            Some(b) if b.is_null() => None,
-            Some(b) => Some(Backfill {
-                low: b.get_i64("low").ok_or_else(|| corrupt("backfill.low"))?,
-                upper: b.get_i64("upper"),
-                until_created: b
-                    .get_i64("untilCreated")
-                    .ok_or_else(|| corrupt("backfill.untilCreated"))?,
+            Some(scan) if scan.is_null() => None,
+            Some(scan) => Some(Scan {
+                date_low: scan.get_i64("dateLow"),
+                date_upper: scan.get_i64("dateUpper"),
+                created_from: scan.get_i64("createdFrom"),
+                created_to: scan
+                    .get_i64("createdTo")
+                    .ok_or_else(|| corrupt("scan.createdTo"))?,
             }),
         };
         Ok(Some(Cursor {
@@ -129,7 +130,7 @@ impl CheckpointStore {
             position: int("position")?,
             boundary_ids,
             skip: value.get_u64("skip").ok_or_else(|| corrupt("skip"))?,
-            backfill,
+            scan,
         }))
     }
 
@@ -146,12 +147,13 @@ impl CheckpointStore {
             .collect();
         let _ = value.try_insert("boundaryIds", OwnedValue::from(ids));
         let _ = value.try_insert("skip", cursor.skip);
-        if let Some(backfill) = &cursor.backfill {
-            let mut b = OwnedValue::object();
-            let _ = b.try_insert("low", backfill.low);
-            let _ = b.try_insert("upper", backfill.upper);
-            let _ = b.try_insert("untilCreated", backfill.until_created);
-            let _ = value.try_insert("backfill", b);
+        if let Some(scan) = &cursor.scan {
+            let mut object = OwnedValue::object();
+            let _ = object.try_insert("dateLow", scan.date_low);
+            let _ = object.try_insert("dateUpper", scan.date_upper);
+            let _ = object.try_insert("createdFrom", scan.created_from);
+            let _ = object.try_insert("createdTo", scan.created_to);
+            let _ = value.try_insert("scan", object);
         }
         let text = value.encode();
         let io = |path: &Path| {
@@ -204,7 +206,7 @@ mod tests {
                 position: 42,
                 boundary_ids: vec!["a".into(), "b\"quoted\\".into()],
                 skip: 100,
-                backfill: None,
+                scan: None,
             },
         ];
         for cursor in &cursors {

@@ -180,6 +180,7 @@ pub fn run(
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
+        stream.cursor.begin_window(crate::syslog::now_ms());
         let body = stream.cursor.request_body(plan.filters.get(&stream.kind));
         let cursor = &stream.cursor;
         let fetched = client.fetch(stream.kind, &body, |bytes| {
@@ -208,7 +209,7 @@ pub fn run(
                 store.save(&plan.tenant, &next)?;
                 summary.records += deliver.len() as u64;
                 summary.pages += 1;
-                stream.caught_up = !info.has_next && !next.backfilling();
+                stream.caught_up = !info.has_next && !next.scanning();
                 let was_backfilling = stream.cursor.backfilling();
                 stream.cursor = next;
                 if was_backfilling && !stream.cursor.backfilling() {

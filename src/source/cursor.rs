@@ -1,21 +1,23 @@
 //! Where each data type's paging stands, and how one page moves it.
 //!
-//! Activities are followed by ingestion time (`created`, ascending), not
-//! event time: a record indexed minutes late still has a `created` after the
-//! cursor, so it cannot be missed. Alerts are followed by `date`.
+//! Activities are read with the API's scan mode (up to 5,000 records a
+//! request instead of 100) over windows of ingestion time (`created`): the
+//! first start scans event times in the backfill window indexed up to that
+//! moment; every later poll scans `[position, now]` and moves `position`
+//! past it. Windows never overlap, and a record indexed minutes late still
+//! falls into a later window, so none is missed or repeated. Inside a
+//! window the server pages from newest to oldest event time and drops a
+//! page's last millisecond when more follow, so pages never overlap either.
+//! A tail of 100-record pages would top out at 2,500 records a minute under
+//! the default request budget; scan windows keep up with tenants many times
+//! larger.
 //!
-//! Many records can share one millisecond, and a page can end inside such a
-//! run. The cursor therefore keeps the ids already delivered at its position
-//! (the boundary millisecond) and drops them from the next page, which asks
-//! for `>= position`; when a whole page sits at one millisecond, it also
-//! skips past what it has seen, so paging always moves.
-//!
-//! The first start of the activity stream backfills with scan mode (up to
-//! 5,000 records a request instead of 100), over event times in the backfill
-//! window and ingestion times up to the moment the agent started; the tail
-//! then continues from that moment. Scan pages never overlap (the server
-//! drops a page's last millisecond when more follow), so the backfill needs
-//! no boundary ids.
+//! Alerts are few and are followed by `date`, ascending, 100 a page. Many
+//! records can share one millisecond, and a page can end inside such a run,
+//! so the cursor keeps the ids already delivered at its position (the
+//! boundary millisecond) and drops them from the next page, which asks for
+//! `>= position`; when a whole page sits at one millisecond it also skips
+//! past what it has seen, so paging always moves.
 
 use std::collections::HashSet;
 
@@ -31,17 +33,18 @@ pub const SCAN_PAGE: u64 = 5000;
 /// The API refuses `skip + limit` above this.
 pub const MAX_SKIP_PLUS_LIMIT: u64 = 5000;
 
-/// An activity backfill in progress (scan mode, newest to oldest).
+/// A scan-mode pass over one window of ingestion time (activities).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backfill {
-    /// Oldest event time to fetch.
-    pub low: i64,
+pub struct Scan {
+    /// Oldest event time to fetch: the backfill window, on a first start.
+    pub date_low: Option<i64>,
     /// Newest event time still to fetch (from `nextQueryFilters`); `None`
     /// before the first page.
-    pub upper: Option<i64>,
-    /// Ingestion times up to here belong to the backfill; later ones to the
-    /// tail.
-    pub until_created: i64,
+    pub date_upper: Option<i64>,
+    /// Oldest ingestion time of the window; `None` for the first backfill.
+    pub created_from: Option<i64>,
+    /// Newest ingestion time of the window.
+    pub created_to: i64,
 }
 
 /// One data type's position.
@@ -49,14 +52,15 @@ pub struct Backfill {
 pub struct Cursor {
     /// Which stream.
     pub kind: StreamKind,
-    /// The tail asks for records with order key `>= position`.
+    /// Activities: the next window starts at this ingestion time. Alerts:
+    /// the next page asks for `date >= position`.
     pub position: i64,
-    /// Ids already delivered whose key equals `position`.
+    /// Alerts: ids already delivered whose date equals `position`.
     pub boundary_ids: Vec<String>,
-    /// Records at `position` to skip, when whole pages sat there.
+    /// Alerts: records at `position` to skip, when whole pages sat there.
     pub skip: u64,
-    /// The activity backfill, while it runs.
-    pub backfill: Option<Backfill>,
+    /// Activities: the scan window in progress.
+    pub scan: Option<Scan>,
 }
 
 /// What a page says, as far as paging is concerned.
@@ -81,7 +85,7 @@ pub enum CursorError {
     /// A scan page said more follow but gave no next filter.
     #[error("scan page has hasNext but no nextQueryFilters.date.lte")]
     NoNextFilter,
-    /// More records share one millisecond than paging can step over.
+    /// More alerts share one millisecond than paging can step over.
     #[error("more than {MAX_SKIP_PLUS_LIMIT} records share one millisecond at {0}")]
     TooManyAtOneMillisecond(i64),
 }
@@ -106,10 +110,11 @@ impl Cursor {
                 position: now_ms + 1,
                 boundary_ids: Vec::new(),
                 skip: 0,
-                backfill: Some(Backfill {
-                    low,
-                    upper: None,
-                    until_created: now_ms,
+                scan: Some(Scan {
+                    date_low: Some(low),
+                    date_upper: None,
+                    created_from: None,
+                    created_to: now_ms,
                 }),
             },
             StreamKind::Alerts => Self {
@@ -117,7 +122,7 @@ impl Cursor {
                 position: low,
                 boundary_ids: Vec::new(),
                 skip: 0,
-                backfill: None,
+                scan: None,
             },
         }
     }
@@ -126,26 +131,50 @@ impl Cursor {
     /// (the gap is returned so it can be logged, never silently lost).
     pub fn resume(saved: Cursor, now_ms: i64, backfill_ms: i64) -> (Self, Option<SkippedRange>) {
         let oldest = now_ms - backfill_ms;
-        let tail_too_old = saved.backfill.is_none() && saved.position < oldest;
-        let backfill_too_old = saved
-            .backfill
-            .as_ref()
-            .is_some_and(|b| b.upper.unwrap_or(b.until_created) < oldest);
-        if tail_too_old || backfill_too_old {
-            let from = match &saved.backfill {
-                Some(backfill) => backfill.low,
-                None => saved.position,
-            };
-            let skipped = SkippedRange { from, to: oldest };
-            (Self::start(saved.kind, now_ms, backfill_ms), Some(skipped))
-        } else {
-            (saved, None)
+        let from = match &saved.scan {
+            Some(Scan {
+                date_low: Some(low),
+                date_upper,
+                created_to,
+                ..
+            }) => (date_upper.unwrap_or(*created_to) < oldest).then_some(*low),
+            Some(Scan {
+                created_from: Some(from),
+                ..
+            }) => (*from < oldest).then_some(*from),
+            Some(_) => None,
+            None => (saved.position < oldest).then_some(saved.position),
+        };
+        match from {
+            Some(from) => {
+                let skipped = SkippedRange { from, to: oldest };
+                (Self::start(saved.kind, now_ms, backfill_ms), Some(skipped))
+            }
+            None => (saved, None),
         }
     }
 
-    /// Whether the backfill is still running.
+    /// Whether the first-start backfill is still running.
     pub fn backfilling(&self) -> bool {
-        self.backfill.is_some()
+        self.scan.as_ref().is_some_and(|s| s.date_low.is_some())
+    }
+
+    /// Whether a scan window is in progress.
+    pub fn scanning(&self) -> bool {
+        self.scan.is_some()
+    }
+
+    /// Activities between windows: opens the window `[position, now_ms]`.
+    /// Does nothing for alerts or while a window is open.
+    pub fn begin_window(&mut self, now_ms: i64) {
+        if self.kind == StreamKind::Activities && self.scan.is_none() {
+            self.scan = Some(Scan {
+                date_low: None,
+                date_upper: None,
+                created_from: Some(self.position),
+                created_to: now_ms.max(self.position),
+            });
+        }
     }
 
     /// The JSON body of the next request; `user_filters` (an API filter
@@ -155,21 +184,30 @@ impl Cursor {
             .and_then(|f| f.as_object().cloned())
             .unwrap_or_default();
         let mut body = OwnedValue::object();
-        let range = |pairs: &[(&str, i64)]| {
-            let mut object = OwnedValue::object();
+        // The cursor's bounds go into the user's filter for the same field,
+        // replacing only the operators the cursor sets.
+        let mut bound = |field: &str, pairs: &[(&str, i64)]| {
+            let mut object = filters
+                .get(field)
+                .and_then(|f| f.as_object().cloned())
+                .unwrap_or_default();
             for (op, value) in pairs {
-                let _ = object.try_insert(*op, *value);
+                object.insert((*op).into(), OwnedValue::from(*value));
             }
-            object
+            filters.insert(field.into(), OwnedValue::from(object));
         };
-        match (&self.backfill, self.kind) {
-            (Some(backfill), _) => {
-                let date = match backfill.upper {
-                    Some(upper) => range(&[("gte", backfill.low), ("lte", upper)]),
-                    None => range(&[("gte", backfill.low)]),
-                };
-                filters.insert("date".into(), date);
-                filters.insert("created".into(), range(&[("lte", backfill.until_created)]));
+        match (&self.scan, self.kind) {
+            (Some(scan), _) => {
+                if let Some(low) = scan.date_low {
+                    bound("date", &[("gte", low)]);
+                }
+                if let Some(upper) = scan.date_upper {
+                    bound("date", &[("lte", upper)]);
+                }
+                match scan.created_from {
+                    Some(from) => bound("created", &[("gte", from), ("lte", scan.created_to)]),
+                    None => bound("created", &[("lte", scan.created_to)]),
+                }
                 let _ = body.try_insert("isScan", true);
                 let _ = body.try_insert("limit", SCAN_PAGE);
             }
@@ -178,7 +216,7 @@ impl Cursor {
                     StreamKind::Activities => "created",
                     StreamKind::Alerts => "date",
                 };
-                filters.insert(field.into(), range(&[("gte", self.position)]));
+                bound(field, &[("gte", self.position)]);
                 let _ = body.try_insert("sortField", field);
                 let _ = body.try_insert("sortDirection", "asc");
                 let _ = body.try_insert("skip", self.skip);
@@ -201,7 +239,7 @@ impl Cursor {
         let has_next = value
             .get_bool("hasNext")
             .ok_or(CursorError::NotAPage("no hasNext"))?;
-        let key_field = match (self.kind, self.backfill.is_some()) {
+        let key_field = match (self.kind, self.scan.is_some()) {
             (StreamKind::Activities, false) => "created",
             _ => "timestamp",
         };
@@ -221,7 +259,7 @@ impl Cursor {
                     .and_then(|k| k.as_i64().or_else(|| k.as_f64().map(|f| f as i64))),
             );
         }
-        if self.backfill.is_some() && has_next {
+        if self.scan.is_some() && has_next {
             info.next_upper = value
                 .get("nextQueryFilters")
                 .and_then(|f| f.get("date"))
@@ -234,17 +272,18 @@ impl Cursor {
     /// the cursor once they are delivered.
     pub fn advance(&self, info: &PageInfo) -> Result<(Vec<usize>, Cursor), CursorError> {
         let mut next = self.clone();
-        if let Some(backfill) = &self.backfill {
+        if let Some(scan) = &self.scan {
             let deliver = (0..info.ids.len()).collect();
-            next.backfill = if info.has_next {
+            if info.has_next {
                 let upper = info.next_upper.ok_or(CursorError::NoNextFilter)?;
-                Some(Backfill {
-                    upper: Some(upper),
-                    ..backfill.clone()
-                })
+                next.scan = Some(Scan {
+                    date_upper: Some(upper),
+                    ..scan.clone()
+                });
             } else {
-                None
-            };
+                next.scan = None;
+                next.position = scan.created_to + 1;
+            }
             return Ok((deliver, next));
         }
         let seen: HashSet<&str> = self.boundary_ids.iter().map(String::as_str).collect();
@@ -311,11 +350,11 @@ mod tests {
     #[test]
     fn tail_drops_boundary_duplicates_and_moves_on() {
         let cursor = Cursor {
-            kind: StreamKind::Activities,
+            kind: StreamKind::Alerts,
             position: 100,
             boundary_ids: vec!["a".into(), "b".into()],
             skip: 0,
-            backfill: None,
+            scan: None,
         };
         let page = info(
             &[("a", 100), ("b", 100), ("c", 100), ("d", 105), ("e", 105)],
@@ -357,23 +396,31 @@ mod tests {
     }
 
     #[test]
-    fn backfill_follows_next_filters_then_hands_over_to_the_tail() {
+    fn backfill_follows_next_filters_then_windows_follow() {
         let cursor = Cursor::start(StreamKind::Activities, 10_000, 4_000);
         let body = cursor.request_body(None);
         assert!(body.contains("\"isScan\":true"), "{body}");
-        assert!(
-            body.contains("\"gte\":6000") && body.contains("\"lte\":10000"),
-            "{body}"
-        );
+        assert!(body.contains("\"date\":{\"gte\":6000}"), "{body}");
+        assert!(body.contains("\"created\":{\"lte\":10000}"), "{body}");
         let mut page = info(&[("x", 9_000), ("y", 8_000)], true);
         page.next_upper = Some(8_000);
         let (deliver, next) = cursor.advance(&page).expect("moves");
         assert_eq!(deliver, [0, 1]);
-        assert_eq!(next.backfill.as_ref().and_then(|b| b.upper), Some(8_000));
-        let (_, done) = next.advance(&info(&[("z", 7_000)], false)).expect("moves");
-        assert!(!done.backfilling());
-        let tail = done.request_body(None);
-        assert!(tail.contains("\"created\":{\"gte\":10001}"), "{tail}");
+        assert_eq!(next.scan.as_ref().and_then(|s| s.date_upper), Some(8_000));
+        assert!(next.request_body(None).contains("\"lte\":8000"));
+        let (_, mut done) = next.advance(&info(&[("z", 7_000)], false)).expect("moves");
+        assert!(!done.scanning() && !done.backfilling());
+        assert_eq!(done.position, 10_001);
+        // The next poll scans the ingestion window since the backfill.
+        done.begin_window(25_000);
+        let window = done.request_body(None);
+        assert!(
+            window.contains("\"created\":{\"gte\":10001,\"lte\":25000}"),
+            "{window}"
+        );
+        assert!(!window.contains("\"date\""), "{window}");
+        let (_, after) = done.advance(&info(&[], false)).expect("moves");
+        assert_eq!((after.position, after.scanning()), (25_001, false));
         // hasNext without a next filter is a malformed page.
         assert_eq!(
             next.advance(&info(&[("z", 7_000)], true)),
@@ -382,13 +429,25 @@ mod tests {
     }
 
     #[test]
+    fn windows_are_only_for_activities() {
+        let mut alerts = Cursor::start(StreamKind::Alerts, 10_000, 4_000);
+        alerts.begin_window(20_000);
+        assert!(!alerts.scanning());
+    }
+
+    #[test]
     fn user_filters_are_kept_and_the_cursor_wins() {
-        let mut bytes = br#"{"service":{"eq":[11161]},"created":{"gte":1}}"#.to_vec();
+        let mut bytes = br#"{"service":{"eq":[11161]},"date":{"gte":1,"lt":99999}}"#.to_vec();
         let user = simd_json::to_owned_value(&mut bytes).expect("json");
         let cursor = Cursor::start(StreamKind::Alerts, 10_000, 4_000);
         let body = cursor.request_body(Some(&user));
         assert!(body.contains("\"service\":{\"eq\":[11161]}"), "{body}");
-        assert!(body.contains("\"date\":{\"gte\":6000}"), "{body}");
+        // The user's upper bound stays; the cursor's lower bound replaces theirs.
+        assert!(body.contains("\"gte\":6000"), "{body}");
+        assert!(
+            body.contains("\"lt\":99999") && !body.contains("\"gte\":1,"),
+            "{body}"
+        );
     }
 
     #[test]
@@ -398,7 +457,7 @@ mod tests {
             position: 1_000,
             boundary_ids: vec![],
             skip: 0,
-            backfill: None,
+            scan: None,
         };
         let (cursor, gap) = Cursor::resume(old.clone(), 100_000, 10_000);
         assert_eq!(
