@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Pulling benchmarks for PERF.md, against the built-in simulator on loopback.
+#
+# 1. Backfill: how long the agent takes to backfill HISTORY_MIN minutes of
+#    history at RATE activities a minute under the API's limit of 30
+#    requests a minute, compared with the ceiling that limit allows
+#    (requests needed at 5,000 records each, 30 per minute). Time is
+#    compressed SPEEDUP times: the simulator's limit counts over 60/SPEEDUP
+#    seconds and the agent's budget is 30*SPEEDUP a minute; the ratio to the
+#    ceiling is what is compared.
+# 2. Tail: CPU and peak RSS of an agent with default settings tailing a
+#    tenant that produces 50 activities a second, for TAIL_SECONDS.
+#
+# Usage: benches/pull.sh   (environment: HISTORY_MIN, RATE, SPEEDUP, TAIL_SECONDS)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HISTORY_MIN="${HISTORY_MIN:-240}"
+RATE="${RATE:-10000}"
+SPEEDUP="${SPEEDUP:-10}"
+TAIL_SECONDS="${TAIL_SECONDS:-180}"
+TOKEN=simulator-token-0123456789abcdef0123456789abcdef0123456789abcdef0123
+
+cargo build --release --quiet
+bin=target/release/siem-agent
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_for_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "simulator did not start" >&2
+  exit 1
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD)"
+
+# --- 1. backfill -----------------------------------------------------------
+port="$(free_port)"
+window=$((60 / SPEEDUP))
+"$bin" simulate --listen "127.0.0.1:$port" --history "${HISTORY_MIN}m" \
+  --activities-per-minute "$RATE" --alerts-per-minute 1 --max-index-delay 0s \
+  --requests-per-minute 30 --rate-window "${window}s" 2>/dev/null &
+pids+=($!)
+wait_for_port "$port"
+start="$(date +%s.%N)"
+"$bin" run --api-url "http://127.0.0.1:$port" --token "$TOKEN" \
+  --state-dir "$work/backfill" --data-types activities \
+  --backfill "$((HISTORY_MIN + 10))m" --requests-per-minute "$((30 * SPEEDUP))" \
+  --once --header none 2>"$work/backfill.log" | wc -l >"$work/backfill.count"
+end="$(date +%s.%N)"
+records="$(cat "$work/backfill.count")"
+python3 - "$start" "$end" "$records" "$SPEEDUP" "$HISTORY_MIN" "$RATE" <<'PY'
+import math, sys
+start, end, records, speedup, history, rate = map(float, sys.argv[1:])
+elapsed = end - start
+requests = math.ceil(records / 5000)
+ceiling = requests / 30 * 60 / speedup   # seconds at the compressed limit
+print(f"backfill: {int(records)} records ({int(history)} min at {int(rate)}/min), "
+      f"{requests} scan requests needed")
+print(f"backfill: {elapsed:.1f} s measured, ceiling {ceiling:.1f} s "
+      f"(time compressed {int(speedup)}x): {elapsed / ceiling * 100:.1f}% of the ceiling time, "
+      f"{(elapsed / ceiling - 1) * 100:+.1f}%")
+print(f"backfill: real-time equivalent {elapsed * speedup / 60:.1f} min "
+      f"vs ceiling {ceiling * speedup / 60:.1f} min")
+PY
+kill "${pids[0]}" 2>/dev/null || true
+
+# --- 2. tail ---------------------------------------------------------------
+port="$(free_port)"
+"$bin" simulate --listen "127.0.0.1:$port" --history 2m --activities-per-minute 3000 \
+  --alerts-per-minute 1 --requests-per-minute 30 2>/dev/null &
+pids+=($!)
+wait_for_port "$port"
+"$bin" run --api-url "http://127.0.0.1:$port" --token "$TOKEN" \
+  --state-dir "$work/tail" --backfill 1m --header none \
+  >"$work/tail.cef" 2>"$work/tail.log" &
+agent=$!
+pids+=("$agent")
+sleep 35   # backfill of the last minute and the first poll
+ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
+lines_before="$(wc -l <"$work/tail.cef")"
+ticks_before="$(ticks)"
+sleep "$TAIL_SECONDS"
+ticks_after="$(ticks)"
+lines_after="$(wc -l <"$work/tail.cef")"
+hwm_kb="$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")"
+rss_kb="$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")"
+python3 - "$ticks_before" "$ticks_after" "$TAIL_SECONDS" "$hwm_kb" "$rss_kb" "$lines_before" "$lines_after" "$(getconf CLK_TCK)" <<'PY'
+import sys
+t0, t1, seconds, hwm, rss, l0, l1, hz = map(float, sys.argv[1:])
+cpu = (t1 - t0) / hz
+print(f"tail: {int(l1 - l0)} records in {int(seconds)} s ({(l1 - l0) / seconds:.1f}/s delivered, 50/s produced)")
+print(f"tail: CPU {cpu:.2f} s = {cpu / seconds * 100:.2f}% of one core; "
+      f"peak RSS {hwm / 1024:.1f} MiB, RSS now {rss / 1024:.1f} MiB")
+PY
