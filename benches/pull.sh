@@ -11,7 +11,8 @@
 # 2. Tail: CPU and peak RSS of an agent with default settings tailing a
 #    tenant that produces 50 activities a second, for TAIL_SECONDS.
 #
-# Usage: benches/pull.sh   (environment: HISTORY_MIN, RATE, SPEEDUP, TAIL_SECONDS)
+# Usage: benches/pull.sh   (environment: HISTORY_MIN, RATE, SPEEDUP,
+#        TAIL_SECONDS, SKIP_BACKFILL=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,7 @@ wait_for_port() {
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), commit $(git rev-parse --short HEAD)"
 
 # --- 1. backfill -----------------------------------------------------------
+if [ "${SKIP_BACKFILL:-0}" != 1 ]; then
 port="$(free_port)"
 window=$((60 / SPEEDUP))
 "$bin" simulate --listen "127.0.0.1:$port" --history "${HISTORY_MIN}m" \
@@ -75,6 +77,7 @@ print(f"backfill: real-time equivalent {elapsed * speedup / 60:.1f} min "
       f"vs ceiling {ceiling * speedup / 60:.1f} min")
 PY
 kill "${pids[0]}" 2>/dev/null || true
+fi
 
 # --- 2. tail ---------------------------------------------------------------
 port="$(free_port)"

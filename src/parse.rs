@@ -114,6 +114,23 @@ impl Parser {
         }
     }
 
+    /// Parses one JSON document (rewriting `input` in place) and hands its
+    /// root to `inspect`, reusing the parser's tape; the JSON error when it
+    /// does not parse.
+    pub fn inspect<R>(
+        &mut self,
+        input: &mut [u8],
+        inspect: impl FnOnce(Value<'_, '_>) -> R,
+    ) -> Result<R, InputError> {
+        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let result = match simd_json::fill_tape(input, &mut self.buffers, &mut tape) {
+            Ok(()) => Ok(inspect(tape.as_value())),
+            Err(error) => Err(InputError::Json(describe(error.error()))),
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+
     /// Parses one JSON document (simd-json rewrites `input` in place) and
     /// calls `on_record` for each record in it, in order, or with the
     /// problem for a position that is not a record. Returns the JSON error

@@ -166,6 +166,7 @@ pub fn run(
     let mut client = ApiClient::new(plan.client.clone(), budget).map_err(RunError::InvalidToken)?;
     let mut parser = Parser::new();
     let mut batch = Vec::with_capacity(1 << 20);
+    let mut scratch = Vec::new();
     let mut summary = RunSummary::default();
     let mut consecutive_failures = 0u32;
     let mut fetched_any = false;
@@ -185,9 +186,13 @@ pub fn run(
         let cursor = &stream.cursor;
         let fetched = client.fetch(stream.kind, &body, |bytes| {
             // simd-json rewrites its input: read the paging facts from a
-            // copy, keep the original for encoding.
-            let mut copy = bytes.clone();
-            let info = cursor.page_info(&mut copy).map_err(|e| e.to_string())?;
+            // copy (a reused buffer), keep the original for encoding.
+            scratch.clear();
+            scratch.extend_from_slice(bytes);
+            let info = parser
+                .inspect(&mut scratch, |root| cursor.page_info(root))
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             let advanced = cursor.advance(&info).map_err(|e| e.to_string())?;
             Ok((std::mem::take(bytes), info, advanced))
         });

@@ -22,6 +22,7 @@
 use std::collections::HashSet;
 
 use simd_json::prelude::*;
+use simd_json::tape::Value;
 use simd_json::OwnedValue;
 
 use crate::simulator::data::StreamKind;
@@ -30,6 +31,10 @@ use crate::simulator::data::StreamKind;
 pub const TAIL_PAGE: u64 = 100;
 /// Records per scan-mode request.
 pub const SCAN_PAGE: u64 = 5000;
+/// Records asked for in the first request of a tail window: most windows
+/// are small, and a small page keeps memory low; a window with more goes on
+/// with full pages.
+pub const FIRST_WINDOW_PAGE: u64 = 1000;
 /// The API refuses `skip + limit` above this.
 pub const MAX_SKIP_PLUS_LIMIT: u64 = 5000;
 
@@ -208,8 +213,14 @@ impl Cursor {
                     Some(from) => bound("created", &[("gte", from), ("lte", scan.created_to)]),
                     None => bound("created", &[("lte", scan.created_to)]),
                 }
+                let first_of_window = scan.date_low.is_none() && scan.date_upper.is_none();
+                let limit = if first_of_window {
+                    FIRST_WINDOW_PAGE
+                } else {
+                    SCAN_PAGE
+                };
                 let _ = body.try_insert("isScan", true);
-                let _ = body.try_insert("limit", SCAN_PAGE);
+                let _ = body.try_insert("limit", limit);
             }
             (None, kind) => {
                 let field = match kind {
@@ -227,17 +238,15 @@ impl Cursor {
         body.encode()
     }
 
-    /// Reads the paging facts from a page (`page` is parsed here; pass a
-    /// copy, simd-json rewrites its input).
-    pub fn page_info(&self, page: &mut [u8]) -> Result<PageInfo, CursorError> {
-        let value = simd_json::to_borrowed_value(page)
-            .map_err(|_| CursorError::NotAPage("invalid JSON"))?;
-        let data = value
+    /// Reads the paging facts from a parsed page (its root value).
+    pub fn page_info(&self, page: Value<'_, '_>) -> Result<PageInfo, CursorError> {
+        let data = page
             .get("data")
             .and_then(|d| d.as_array())
             .ok_or(CursorError::NotAPage("no data array"))?;
-        let has_next = value
-            .get_bool("hasNext")
+        let has_next = page
+            .get("hasNext")
+            .and_then(|v| v.as_bool())
             .ok_or(CursorError::NotAPage("no hasNext"))?;
         let key_field = match (self.kind, self.scan.is_some()) {
             (StreamKind::Activities, false) => "created",
@@ -245,14 +254,16 @@ impl Cursor {
         };
         let mut info = PageInfo {
             has_next,
-            ..PageInfo::default()
+            ids: Vec::with_capacity(data.len()),
+            keys: Vec::with_capacity(data.len()),
+            next_upper: None,
         };
-        for record in data {
-            if !record.is_object() {
+        for record in data.iter() {
+            let Some(record) = record.as_object() else {
                 return Err(CursorError::NotAPage("a record is not an object"));
-            }
-            info.ids
-                .push(record.get_str("_id").unwrap_or_default().to_owned());
+            };
+            let id = record.get("_id").and_then(|v| v.into_string());
+            info.ids.push(id.unwrap_or_default().to_owned());
             info.keys.push(
                 record
                     .get(key_field)
@@ -260,10 +271,11 @@ impl Cursor {
             );
         }
         if self.scan.is_some() && has_next {
-            info.next_upper = value
+            info.next_upper = page
                 .get("nextQueryFilters")
                 .and_then(|f| f.get("date"))
-                .and_then(|d| d.get_i64("lte"));
+                .and_then(|d| d.get("lte"))
+                .and_then(|v| v.as_i64());
         }
         Ok(info)
     }
@@ -475,14 +487,21 @@ mod tests {
     #[test]
     fn page_info_reads_the_fields() {
         let cursor = Cursor::start(StreamKind::Activities, 10_000, 4_000);
-        let mut page = br#"{"data":[{"_id":"a","timestamp":9000,"created":9500}],"hasNext":true,"nextQueryFilters":{"date":{"gte":6000,"lte":9000}}}"#.to_vec();
-        let info = cursor.page_info(&mut page).expect("a page");
-        assert_eq!(info.ids, ["a"]);
-        assert_eq!(info.keys, [Some(9000)]);
-        assert_eq!(info.next_upper, Some(9000));
-        assert!(cursor.page_info(&mut b"{\"data\":5}".to_vec()).is_err());
-        assert!(cursor
-            .page_info(&mut b"{\"data\":[],\"hasNext\":".to_vec())
-            .is_err());
+        let mut parser = crate::parse::Parser::new();
+        let mut info = |json: &[u8]| {
+            let mut bytes = json.to_vec();
+            parser
+                .inspect(&mut bytes, |root| cursor.page_info(root))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        let page = info(br#"{"data":[{"_id":"a","timestamp":9000,"created":9500}],"hasNext":true,"nextQueryFilters":{"date":{"gte":6000,"lte":9000}}}"#)
+            .expect("a page");
+        assert_eq!(page.ids, ["a"]);
+        assert_eq!(page.keys, [Some(9000)]);
+        assert_eq!(page.next_upper, Some(9000));
+        assert!(info(b"{\"data\":5}").is_err());
+        assert!(info(b"{\"data\":[],\"hasNext\":").is_err());
+        assert!(info(b"{\"data\":[1],\"hasNext\":false}").is_err());
     }
 }

@@ -458,3 +458,39 @@ fn the_demo_prints_strict_cef_and_exits() {
     }
     assert!(log.contains("records in"), "{log}");
 }
+
+#[test]
+fn after_a_long_stop_catch_up_starts_at_the_window_and_logs_the_gap() {
+    use siem_agent::checkpoint::CheckpointStore;
+    use siem_agent::source::cursor::Cursor;
+    let sim = Simulator::start(simulator(Duration::from_secs(600), 600)).expect("starts");
+    let dir = scratch("downtime");
+    let mut args = run_args(&sim, &dir);
+    // A checkpoint from three days ago, with a one-hour backfill window.
+    let store = CheckpointStore::open(&dir.join("state")).expect("state dir");
+    let tenant = sim.address().to_string();
+    let three_days_ago = now_ms() - 3 * 86_400_000;
+    let old = Cursor::start(StreamKind::Alerts, three_days_ago, 0);
+    store.save(&tenant, &old).expect("saves");
+    args.extend(["--tenant", &tenant, "--data-types", "alerts", "--once"].map(str::to_owned));
+    let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(120));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("older than the backfill window"), "{log}");
+    assert!(log.contains("are skipped"), "{log}");
+    // The skipped range starts at the old position, in ISO form.
+    let mut iso = Vec::new();
+    siem_agent::syslog::write_iso_time(&mut iso, three_days_ago);
+    assert!(
+        log.contains(std::str::from_utf8(&iso).expect("ascii")),
+        "{log}"
+    );
+    let saved = store
+        .load(&tenant, StreamKind::Alerts)
+        .expect("reads")
+        .expect("saved");
+    assert!(
+        saved.position >= now_ms() - 3_600_000 - 60_000,
+        "resumed within the window"
+    );
+}
