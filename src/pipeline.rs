@@ -24,6 +24,7 @@ use crate::simulator::data::StreamKind;
 use crate::source::budget::RequestBudget;
 use crate::source::client::{ApiClient, ClientConfig, FetchError};
 use crate::source::cursor::Cursor;
+use simd_json::prelude::*;
 
 /// Exit status: the API rejected the credentials at start-up (`EX_NOPERM`).
 pub const EXIT_INVALID_TOKEN: u8 = 77;
@@ -166,7 +167,6 @@ pub fn run(
     let mut client = ApiClient::new(plan.client.clone(), budget).map_err(RunError::InvalidToken)?;
     let mut parser = Parser::new();
     let mut batch = Vec::with_capacity(1 << 20);
-    let mut scratch = Vec::new();
     let mut summary = RunSummary::default();
     let mut consecutive_failures = 0u32;
     let mut fetched_any = false;
@@ -184,35 +184,30 @@ pub fn run(
         stream.cursor.begin_window(crate::syslog::now_ms());
         let body = stream.cursor.request_body(plan.filters.get(&stream.kind));
         let cursor = &stream.cursor;
+        let encoder = &mut plan.encoder;
+        // One parse per page: the paging facts are read and the records
+        // encoded from the same tape. A page that fails validation is
+        // retried, and whatever it left in `batch` is discarded.
         let fetched = client.fetch(stream.kind, &body, |bytes| {
-            // simd-json rewrites its input: read the paging facts from a
-            // copy (a reused buffer), keep the original for encoding.
-            scratch.clear();
-            scratch.extend_from_slice(bytes);
-            let info = parser
-                .inspect(&mut scratch, |root| cursor.page_info(root))
+            batch.clear();
+            parser
+                .inspect(bytes, |root| {
+                    let info = cursor.page_info(root).map_err(|e| e.to_string())?;
+                    let (deliver, next) = cursor.advance(&info).map_err(|e| e.to_string())?;
+                    encode_records(root, &deliver, encoder, &mut batch);
+                    Ok((info, deliver.len(), next))
+                })
                 .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            let advanced = cursor.advance(&info).map_err(|e| e.to_string())?;
-            Ok((std::mem::take(bytes), info, advanced))
         });
         match fetched {
-            Ok((mut page, info, (deliver, next))) => {
+            Ok((info, delivered, next)) => {
                 fetched_any = true;
                 consecutive_failures = 0;
-                batch.clear();
-                encode_page(
-                    &mut parser,
-                    &mut plan.encoder,
-                    &mut page,
-                    &deliver,
-                    &mut batch,
-                );
                 out.write_all(&batch)
                     .and_then(|()| out.flush())
                     .map_err(RunError::Output)?;
                 store.save(&plan.tenant, &next)?;
-                summary.records += deliver.len() as u64;
+                summary.records += delivered as u64;
                 summary.pages += 1;
                 stream.caught_up = !info.has_next && !next.scanning();
                 let was_backfilling = stream.cursor.backfilling();
@@ -248,25 +243,27 @@ pub fn run(
     }
 }
 
-/// Encodes the records at `deliver` (ascending page indices) into `batch`.
-fn encode_page(
-    parser: &mut Parser,
-    encoder: &mut Encoder,
-    page: &mut [u8],
+/// Encodes the records of a parsed page at `deliver` (ascending indices
+/// into its `data` array) into `batch`.
+fn encode_records(
+    page: simd_json::tape::Value<'_, '_>,
     deliver: &[usize],
+    encoder: &mut Encoder,
     batch: &mut Vec<u8>,
 ) {
+    let Some(data) = page.get("data").and_then(|d| d.as_array()) else {
+        return;
+    };
     let mut wanted = deliver.iter().copied().peekable();
-    let mut index = 0usize;
-    // The page was validated before (`page_info`), so it parses.
-    let _ = parser.parse_document(page, |record| {
-        if wanted.peek() == Some(&index) {
-            wanted.next();
-            if let Ok(record) = record {
-                encoder.encode(record, batch);
-                batch.push(b'\n');
-            }
+    for (index, record) in data.iter().enumerate() {
+        if wanted.peek() != Some(&index) {
+            continue;
         }
-        index += 1;
-    });
+        wanted.next();
+        // `page_info` has checked every record is an object.
+        if let Some(record) = record.as_object() {
+            encoder.encode(&record, batch);
+            batch.push(b'\n');
+        }
+    }
 }
