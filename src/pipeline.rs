@@ -41,6 +41,9 @@ pub const EXIT_INVALID_TOKEN: u8 = 77;
 pub const EXIT_TOO_MANY_ERRORS: u8 = 75;
 /// Exit status: the checkpoint could not be read or written (`EX_CANTCREAT`).
 pub const EXIT_CHECKPOINT: u8 = 73;
+/// Exit status: the HTTP client could not be set up, e.g. an unusable CA
+/// file (`EX_CONFIG`).
+pub const EXIT_CLIENT_SETUP: u8 = 78;
 /// Exit status: the output failed (`EX_IOERR`).
 pub const EXIT_OUTPUT: u8 = 74;
 
@@ -77,6 +80,9 @@ pub enum RunError {
     /// The credentials were rejected before anything was fetched.
     #[error("{0}")]
     InvalidToken(FetchError),
+    /// The HTTP client could not be built from the configuration.
+    #[error("cannot set up the API client: {0}")]
+    ClientSetup(FetchError),
     /// Consecutive critical failures reached the configured limit.
     #[error("Too many critical errors: {count} consecutive failures; the last: {last}")]
     TooManyCriticalErrors {
@@ -98,6 +104,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::InvalidToken(_) => EXIT_INVALID_TOKEN,
+            RunError::ClientSetup(_) => EXIT_CLIENT_SETUP,
             RunError::TooManyCriticalErrors { .. } => EXIT_TOO_MANY_ERRORS,
             RunError::Checkpoint(_) => EXIT_CHECKPOINT,
             RunError::Output(_) => EXIT_OUTPUT,
@@ -172,7 +179,7 @@ pub fn run(
         });
     }
     let budget = Arc::new(RequestBudget::new(plan.requests_per_minute));
-    let mut client = ApiClient::new(plan.client.clone(), budget).map_err(RunError::InvalidToken)?;
+    let mut client = ApiClient::new(plan.client.clone(), budget).map_err(RunError::ClientSetup)?;
     let mut parser = Parser::new();
     let mut batch = Vec::with_capacity(BATCH_CAPACITY);
     let mut summary = RunSummary::default();

@@ -494,3 +494,31 @@ fn after_a_long_stop_catch_up_starts_at_the_window_and_logs_the_gap() {
         "resumed within the window"
     );
 }
+
+#[test]
+fn an_unusable_ca_file_is_a_setup_error() {
+    let dir = scratch("badca");
+    let ca = dir.join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .expect("writes");
+    let output = Command::new(bin())
+        .args([
+            "run",
+            "--api-url",
+            "https://127.0.0.1:9",
+            "--token",
+            "t",
+            "--once",
+        ])
+        .args(["--state-dir", dir.join("state").to_str().expect("utf-8")])
+        .args(["--api-ca", ca.to_str().expect("utf-8")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{log}");
+    assert!(log.contains("cannot set up the API client"), "{log}");
+}
