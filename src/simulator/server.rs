@@ -573,8 +573,13 @@ fn entra_token<W: Write>(request: &Request, out: &mut W, shared: &Shared) -> io:
         mix(config.fault_seed, issued, 99),
         issued
     );
-    let expires = Instant::now() + Duration::from_secs(ENTRA_TOKEN_SECONDS);
-    shared.entra_tokens.lock().push((token.clone(), expires));
+    let now = Instant::now();
+    let expires = now + Duration::from_secs(ENTRA_TOKEN_SECONDS);
+    let mut tokens = shared.entra_tokens.lock();
+    // Expired tokens are useless; dropping them keeps a long run bounded.
+    tokens.retain(|(_, until)| *until > now);
+    tokens.push((token.clone(), expires));
+    drop(tokens);
     let body = format!(
         r#"{{"token_type":"Bearer","expires_in":{ENTRA_TOKEN_SECONDS},"ext_expires_in":{ENTRA_TOKEN_SECONDS},"access_token":"{token}"}}"#
     );
