@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use siem_agent::config::{Cli, Command, DemoArgs};
+use siem_agent::config::{Cli, Command, ConfigError, DemoArgs};
 use siem_agent::simulator::{Simulator, SimulatorConfig};
 use siem_agent::{pipeline, replay};
 
@@ -17,23 +17,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Replay(args) => {
-            let plan = match args.build() {
+            let plan = match valid(args.build()) {
                 Ok(plan) => plan,
-                Err(error) => {
-                    eprintln!("siem-agent: {error}");
-                    return ExitCode::from(EXIT_BAD_OPTIONS);
-                }
+                Err(code) => return code,
             };
             let summary = replay::run(plan, &mut io::stdout().lock(), &mut io::stderr().lock());
             ExitCode::from(summary.exit_code())
         }
         Command::Run(args) => {
-            let plan = match args.build() {
+            let plan = match valid(args.build()) {
                 Ok(plan) => plan,
-                Err(error) => {
-                    eprintln!("siem-agent: {error}");
-                    return ExitCode::from(EXIT_BAD_OPTIONS);
-                }
+                Err(code) => return code,
             };
             match pipeline::run(plan, &mut io::stdout().lock(), &mut io::stderr()) {
                 Ok(_) => ExitCode::SUCCESS,
@@ -50,7 +44,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Simulate(args) => match args.build() {
+        Command::Simulate(args) => match valid(args.build()) {
             Ok(config) => match simulate(config, args.write_ca.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -58,12 +52,18 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
-            Err(error) => {
-                eprintln!("siem-agent: {error}");
-                ExitCode::from(EXIT_BAD_OPTIONS)
-            }
+            Err(code) => code,
         },
     }
+}
+
+/// The built plan, or the exit status after reporting why the options do not
+/// make one.
+fn valid<T>(built: Result<T, ConfigError>) -> Result<T, ExitCode> {
+    built.map_err(|error| {
+        eprintln!("siem-agent: {error}");
+        ExitCode::from(EXIT_BAD_OPTIONS)
+    })
 }
 
 /// Runs the simulator until the process is stopped.
