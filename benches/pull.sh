@@ -13,7 +13,7 @@
 #    delivered rate can be compared with the produced one), for TAIL_SECONDS.
 #
 # Usage: benches/pull.sh   (environment: HISTORY_MIN, RATE, SPEEDUP,
-#        TAIL_SECONDS, SKIP_BACKFILL=1)
+#        TAIL_SECONDS, SKIP_BACKFILL=1, SKIP_TAIL=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,6 +81,7 @@ kill "${pids[0]}" 2>/dev/null || true
 fi
 
 # --- 2. tail ---------------------------------------------------------------
+[ "${SKIP_TAIL:-0}" = 1 ] && exit 0
 port="$(free_port)"
 "$bin" simulate --listen "127.0.0.1:$port" --history 2m --activities-per-minute 3000 --max-index-delay 0s \
   --alerts-per-minute 1 --requests-per-minute 30 2>/dev/null &

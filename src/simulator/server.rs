@@ -27,7 +27,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Idle keep-alive connections are closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Lifetime the mock Entra endpoint gives its tokens.
+/// Lifetime the mock Entra endpoint gives its tokens unless configured.
 pub const ENTRA_TOKEN_SECONDS: u64 = 3599;
 
 /// Probabilities (0.0-1.0) of each fault, per list request.
@@ -60,6 +60,9 @@ pub struct SimulatorConfig {
     pub client_id: String,
     /// Secret for `client_id`.
     pub client_secret: String,
+    /// Lifetime of the mock Entra endpoint's tokens, in seconds; a token is
+    /// refused (401) once it has expired.
+    pub entra_token_seconds: u64,
     /// List requests allowed per rolling minute (`None`: no limit).
     pub requests_per_minute: Option<u32>,
     /// The window the request limit counts over (the API's is a minute;
@@ -104,6 +107,7 @@ impl SimulatorConfig {
             token: DEFAULT_TOKEN.to_owned(),
             client_id: "00000000-0000-0000-0000-00000000c1d0".to_owned(),
             client_secret: "simulator-secret".to_owned(),
+            entra_token_seconds: ENTRA_TOKEN_SECONDS,
             requests_per_minute: Some(30),
             rate_window: Duration::from_secs(60),
             retry_after_seconds: None,
@@ -132,6 +136,10 @@ pub struct Stats {
     pub faults: AtomicU64,
     /// Entra tokens issued.
     pub tokens_issued: AtomicU64,
+    /// The least lifetime, in milliseconds, any accepted Entra token had
+    /// left when it was used (`u64::MAX` until one is used): how early a
+    /// client replaces its tokens.
+    pub least_token_left_ms: AtomicU64,
 }
 
 /// A running simulator; stops when dropped.
@@ -154,7 +162,10 @@ impl Simulator {
             None
         };
         let tls_config = tls.as_ref().map(TestPki::server_config).transpose()?;
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats {
+            least_token_left_ms: AtomicU64::new(u64::MAX),
+            ..Stats::default()
+        });
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             config,
@@ -521,11 +532,20 @@ fn authorized(header: Option<&str>, shared: &Shared) -> bool {
     }
     if let Some(token) = header.strip_prefix("Bearer ") {
         let now = Instant::now();
-        return shared
+        let left = shared
             .entra_tokens
             .lock()
             .iter()
-            .any(|(issued, expires)| issued == token && *expires > now);
+            .find(|(issued, expires)| issued == token && *expires > now)
+            .map(|(_, expires)| expires.duration_since(now));
+        if let Some(left) = left {
+            let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+            shared
+                .stats
+                .least_token_left_ms
+                .fetch_min(ms, Ordering::Relaxed);
+        }
+        return left.is_some();
     }
     false
 }
@@ -574,14 +594,15 @@ fn entra_token<W: Write>(request: &Request, out: &mut W, shared: &Shared) -> io:
         issued
     );
     let now = Instant::now();
-    let expires = now + Duration::from_secs(ENTRA_TOKEN_SECONDS);
+    let lifetime = config.entra_token_seconds;
+    let expires = now + Duration::from_secs(lifetime);
     let mut tokens = shared.entra_tokens.lock();
     // Expired tokens are useless; dropping them keeps a long run bounded.
     tokens.retain(|(_, until)| *until > now);
     tokens.push((token.clone(), expires));
     drop(tokens);
     let body = format!(
-        r#"{{"token_type":"Bearer","expires_in":{ENTRA_TOKEN_SECONDS},"ext_expires_in":{ENTRA_TOKEN_SECONDS},"access_token":"{token}"}}"#
+        r#"{{"token_type":"Bearer","expires_in":{lifetime},"ext_expires_in":{lifetime},"access_token":"{token}"}}"#
     );
     write_response(out, "200 OK", "", body.as_bytes())?;
     Ok(true)

@@ -19,7 +19,8 @@ use crate::simulator::data::StreamKind;
 pub const ENTRA_SCOPE: &str = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default";
 /// Entra login host used unless configured (tests point it elsewhere).
 pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
-/// Refresh an Entra token this long before it expires.
+/// Refresh an Entra token this long before it expires (or at half its
+/// lifetime, for a token issued for less than twice this).
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Largest response body read (a 5,000-record scan page is about 15 MB).
 pub const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
@@ -157,6 +158,7 @@ pub struct ApiClient {
     list_base: String,
     config: ClientConfig,
     budget: Arc<RequestBudget>,
+    /// The cached Entra token and when to replace it.
     bearer: Option<(String, Instant)>,
     stats: ClientStats,
 }
@@ -231,8 +233,10 @@ impl ApiClient {
             if attempt > 1 {
                 self.stats.retries += 1;
             }
-            let authorization = self.authorization()?;
+            // The budget may sleep for a while: take the token afterwards so
+            // it cannot expire in between.
             self.budget.wait();
+            let authorization = self.authorization()?;
             self.stats.requests += 1;
             let result = self
                 .agent
@@ -313,8 +317,8 @@ impl ApiClient {
                 client_id,
                 client_secret,
             } => {
-                if let Some((token, expires)) = &self.bearer {
-                    if Instant::now() + TOKEN_REFRESH_MARGIN < *expires {
+                if let Some((token, refresh_at)) = &self.bearer {
+                    if Instant::now() < *refresh_at {
                         return Ok(format!("Bearer {token}"));
                     }
                 }
@@ -329,6 +333,8 @@ impl ApiClient {
                     .append_pair("scope", ENTRA_SCOPE)
                     .finish();
                 let failed = |why: String| FetchError::Credentials(format!("{url}: {why}"));
+                // Lifetimes count from the request, not the answer.
+                let requested_at = Instant::now();
                 let mut response = self
                     .agent
                     .post(&url)
@@ -351,7 +357,8 @@ impl ApiClient {
                     .ok_or_else(|| failed("reply has no access_token".into()))?
                     .to_owned();
                 let lifetime = Duration::from_secs(reply.get_u64("expires_in").unwrap_or(3599));
-                self.bearer = Some((token.clone(), Instant::now() + lifetime));
+                let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
+                self.bearer = Some((token.clone(), requested_at + lifetime - margin));
                 Ok(format!("Bearer {token}"))
             }
         }

@@ -303,15 +303,12 @@ fn too_many_critical_errors_exit_non_zero() {
     assert!(log.contains("Too many critical errors"), "{log}");
 }
 
-#[test]
-fn entra_client_credentials_fetch_one_token() {
-    let config = simulator(Duration::from_secs(120), 500);
-    let (client_id, secret) = (config.client_id.clone(), config.client_secret.clone());
-    let sim = Simulator::start(config).expect("starts");
-    let dir = scratch("entra");
+/// `run` arguments that authenticate with the simulator's mock Entra
+/// endpoint (the secret in a file) instead of an API token.
+fn entra_args(sim: &Simulator, config: &SimulatorConfig, dir: &Path) -> Vec<String> {
     let secret_file = dir.join("secret");
-    std::fs::write(&secret_file, format!("{secret}\n")).expect("secret file");
-    let mut args: Vec<String> = run_args(&sim, &dir)
+    std::fs::write(&secret_file, format!("{}\n", config.client_secret)).expect("secret file");
+    let mut args: Vec<String> = run_args(sim, dir)
         .into_iter()
         .filter(|a| a != "--token" && a != DEFAULT_TOKEN)
         .collect();
@@ -320,15 +317,24 @@ fn entra_client_credentials_fetch_one_token() {
             "--tenant-id",
             "contoso-tenant",
             "--client-id",
-            &client_id,
+            &config.client_id,
             "--client-secret-file",
             secret_file.to_str().expect("utf-8"),
             "--login-url",
             &sim.url(),
-            "--once",
         ]
         .map(str::to_owned),
     );
+    args
+}
+
+#[test]
+fn entra_client_credentials_fetch_one_token() {
+    let config = simulator(Duration::from_secs(120), 500);
+    let sim = Simulator::start(config.clone()).expect("starts");
+    let dir = scratch("entra");
+    let mut args = entra_args(&sim, &config, &dir);
+    args.push("--once".to_owned());
     let ids = run_ok(&args, &dir.join("out.cef"), Duration::from_secs(120));
     assert!(!ids.is_empty());
     assert_eq!(
@@ -336,6 +342,43 @@ fn entra_client_credentials_fetch_one_token() {
         1,
         "cached, not per request"
     );
+}
+
+#[test]
+fn an_entra_token_is_replaced_before_it_expires() {
+    // Tokens live 4 s and the simulator refuses them after that; the agent
+    // must swap its token at half that lifetime, before any request fails.
+    let mut config = simulator(Duration::from_secs(120), 500);
+    config.entra_token_seconds = 4;
+    let sim = Simulator::start(config.clone()).expect("starts");
+    let dir = scratch("entra-refresh");
+    let args = entra_args(&sim, &config, &dir);
+    let out = dir.join("out.cef");
+    let mut agent = spawn(&args, &out);
+    std::thread::sleep(Duration::from_secs(9));
+    let still_running = agent.try_wait().expect("wait").is_none();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let log = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+    assert!(still_running, "the agent stopped early:\n{log}");
+    let stats = sim.stats();
+    let requests = stats.list_requests.load(Ordering::Relaxed);
+    let tokens = stats.tokens_issued.load(Ordering::Relaxed);
+    assert_eq!(stats.unauthorized.load(Ordering::Relaxed), 0, "{log}");
+    assert!(requests >= 10, "{requests} requests in 9 s of 200 ms polls");
+    // 9 s with a replacement every 2 s: about five tokens; far fewer than
+    // the requests, so still cached between replacements.
+    assert!(
+        (3..=7).contains(&tokens),
+        "{tokens} tokens for {requests} requests"
+    );
+    // Replaced at half its lifetime: no token was used in its last second.
+    let least_left = stats.least_token_left_ms.load(Ordering::Relaxed);
+    assert!(
+        least_left >= 1000,
+        "a token was used {least_left} ms before it expired"
+    );
+    assert!(!delivered(&[out]).is_empty(), "{log}");
 }
 
 /// A minimal HTTP CONNECT proxy on loopback that counts tunnels.
