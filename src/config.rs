@@ -16,8 +16,14 @@ use crate::pipeline::RunPlan;
 use crate::simulator::data::StreamKind;
 use crate::simulator::server::DEFAULT_TOKEN;
 use crate::simulator::{Faults, SimulatorConfig};
+use crate::sink::relp::DEFAULT_WINDOW;
+use crate::sink::tls::{TlsClient, TlsOptions, TlsSetupError};
+use crate::sink::{Destination, Protocol, SinkPlan};
 use crate::source::client::{ClientConfig, Credentials, Secret};
-use crate::syslog::{HeaderError, HeaderStyle, SyslogHeader, DEFAULT_FACILITY};
+use crate::syslog::{
+    Framing, HeaderError, HeaderStyle, SyslogHeader, DEFAULT_FACILITY, DEFAULT_UDP_MESSAGE_BYTES,
+    MAX_UDP_MESSAGE_BYTES, MIN_MESSAGE_BYTES,
+};
 
 /// Portal link base used when none is configured.
 pub const DEFAULT_PORTAL_URL: &str = "https://portal.cloudappsecurity.com";
@@ -130,6 +136,9 @@ pub struct RunArgs {
     /// How the records are formatted.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Where the lines go (stdout unless a syslog host is given).
+    #[command(flatten)]
+    pub syslog: SyslogArgs,
 }
 
 fn parse_kind(text: &str) -> Result<StreamKind, String> {
@@ -155,6 +164,9 @@ pub struct DemoArgs {
     /// How the records are formatted.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Where the lines go (stdout unless a syslog host is given).
+    #[command(flatten)]
+    pub syslog: SyslogArgs,
 }
 
 impl DemoArgs {
@@ -190,6 +202,7 @@ impl DemoArgs {
             max_critical_errors: 10,
             once: !self.follow,
             encoder: self.format.build()?,
+            destination: self.syslog.build()?,
         };
         Ok((simulator, plan))
     }
@@ -270,6 +283,9 @@ pub struct ReplayArgs {
     /// How the records are formatted.
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Where the lines go (stdout unless a syslog host is given).
+    #[command(flatten)]
+    pub syslog: SyslogArgs,
 }
 
 /// Options that shape each CEF line, shared by every command that emits them.
@@ -294,6 +310,119 @@ pub struct FormatArgs {
     /// Syslog facility number for the PRI (0-23; 16 is local0).
     #[arg(long, default_value_t = DEFAULT_FACILITY, value_name = "N")]
     pub facility: u8,
+}
+
+/// Where the CEF lines go: a syslog receiver, or stdout when no host is
+/// given.
+#[derive(Debug, Args, Clone)]
+pub struct SyslogArgs {
+    /// Syslog receiver (host name or IP address); without it, lines go to
+    /// stdout.
+    #[arg(long, value_name = "HOST")]
+    pub syslog_host: Option<String>,
+    /// Receiver port [default: 514 for udp and tcp, 6514 for tls, 2514 for
+    /// relp].
+    #[arg(long, value_name = "PORT", requires = "syslog_host")]
+    pub syslog_port: Option<u16>,
+    /// Transport: udp (no delivery guarantee), tcp and tls (confirmed by the
+    /// receiver's TCP stack), relp and relp-tls (confirmed by the receiver).
+    #[arg(long, value_enum, value_name = "PROTOCOL", requires = "syslog_host")]
+    pub syslog_protocol: Option<Protocol>,
+    /// Framing on tcp and tls [default: lf for tcp, octet-counting for tls].
+    #[arg(long, value_enum, value_name = "FRAMING", requires = "syslog_host")]
+    pub syslog_framing: Option<Framing>,
+    /// Longest message in bytes; longer ones are cut on a character boundary
+    /// and counted [default: 2048 for udp, no limit otherwise].
+    #[arg(long, value_name = "BYTES", requires = "syslog_host")]
+    pub syslog_max_message: Option<usize>,
+    /// CA certificates (PEM) to verify the receiver with, instead of the
+    /// system's trust store (tls, relp-tls).
+    #[arg(long, value_name = "FILE", requires = "syslog_host")]
+    pub syslog_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "syslog_client_key")]
+    pub syslog_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "syslog_client_cert")]
+    pub syslog_client_key: Option<PathBuf>,
+    /// RELP messages sent and not yet acknowledged, at most.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WINDOW)]
+    pub relp_window: usize,
+}
+
+impl SyslogArgs {
+    /// Validates the options into a destination.
+    pub fn build(&self) -> Result<Destination, ConfigError> {
+        let Some(host) = &self.syslog_host else {
+            return Ok(Destination::Stdout);
+        };
+        let bad = |why: String| Err(ConfigError::Syslog(why));
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad(format!(
+                "--syslog-host {host:?} is not a host name or address"
+            ));
+        }
+        let protocol = self.syslog_protocol.unwrap_or(Protocol::Tcp);
+        let port = self.syslog_port.unwrap_or(protocol.default_port());
+        if port == 0 {
+            return bad("--syslog-port must be 1-65535".into());
+        }
+        let framing = match (protocol, self.syslog_framing) {
+            (Protocol::Tcp | Protocol::Tls, Some(framing)) => framing,
+            (Protocol::Tcp, None) => Framing::Lf,
+            (Protocol::Tls, None) => Framing::OctetCounting,
+            (_, None) => Framing::Lf,
+            (_, Some(_)) => {
+                return bad("--syslog-framing applies to tcp and tls only (udp sends one message per datagram; RELP frames its own)".into())
+            }
+        };
+        let max_message = match (protocol, self.syslog_max_message) {
+            (Protocol::Udp, None) => Some(DEFAULT_UDP_MESSAGE_BYTES),
+            (Protocol::Udp, Some(n)) if !(MIN_MESSAGE_BYTES..=MAX_UDP_MESSAGE_BYTES).contains(&n) => {
+                return bad(format!(
+                    "--syslog-max-message {n}: for udp it must be {MIN_MESSAGE_BYTES} to {MAX_UDP_MESSAGE_BYTES}"
+                ))
+            }
+            (_, Some(n)) if n < MIN_MESSAGE_BYTES => {
+                return bad(format!(
+                    "--syslog-max-message {n}: must be at least {MIN_MESSAGE_BYTES}"
+                ))
+            }
+            (_, limit) => limit,
+        };
+        let tls_options = TlsOptions {
+            ca_file: self.syslog_ca.clone(),
+            client_cert: self.syslog_client_cert.clone(),
+            client_key: self.syslog_client_key.clone(),
+        };
+        let tls = if protocol.uses_tls() {
+            Some(TlsClient::build(host, &tls_options)?)
+        } else {
+            if self.syslog_ca.is_some() || self.syslog_client_cert.is_some() {
+                return bad(
+                    "--syslog-ca and --syslog-client-cert need --syslog-protocol tls or relp-tls"
+                        .into(),
+                );
+            }
+            None
+        };
+        if self.relp_window == 0 || self.relp_window > 100_000 {
+            return bad(format!(
+                "--relp-window {} must be 1 to 100000",
+                self.relp_window
+            ));
+        }
+        Ok(Destination::Syslog(SinkPlan {
+            host: host.to_owned(),
+            port,
+            protocol,
+            framing,
+            max_message,
+            tls,
+            relp_window: self.relp_window,
+        }))
+    }
 }
 
 /// Why a configuration was rejected.
@@ -323,8 +452,15 @@ pub enum ConfigError {
         /// What went wrong.
         reason: String,
     },
-    /// Only stdout is supported as output so far.
-    #[error("--output {0:?}: only `-` (stdout) is supported")]
+    /// The syslog options do not fit together.
+    #[error("{0}")]
+    Syslog(String),
+    /// The syslog TLS settings cannot be used.
+    #[error(transparent)]
+    SyslogTls(#[from] TlsSetupError),
+    /// `--output` names stdout only; a syslog receiver is given with
+    /// `--syslog-host`.
+    #[error("--output {0:?}: only `-` (stdout) is supported; use --syslog-host for syslog")]
     Output(String),
     /// The API URL must be http(s).
     #[error("--api-url {0:?} is not an http:// or https:// URL")]
@@ -356,6 +492,8 @@ pub struct ReplayPlan {
     pub inputs: Vec<InputSource>,
     /// The encoder for every record.
     pub encoder: Encoder,
+    /// Where the lines go.
+    pub destination: Destination,
 }
 
 impl FormatArgs {
@@ -403,6 +541,7 @@ impl ReplayArgs {
         Ok(ReplayPlan {
             inputs,
             encoder: self.format.build()?,
+            destination: self.syslog.build()?,
         })
     }
 }
@@ -517,6 +656,7 @@ impl RunArgs {
             max_critical_errors: self.max_critical_errors,
             once: self.once,
             encoder: self.format.build()?,
+            destination: self.syslog.build()?,
         })
     }
 }

@@ -1,9 +1,11 @@
 //! siem-agent: pulls alerts and activities from Microsoft Defender for Cloud
 //! Apps and streams them as ArcSight CEF over syslog.
 //!
-//! The modules follow the data: [`parse`] turns input bytes into records,
-//! [`cef`] maps each record to a CEF line behind a [`syslog`] header, and
-//! [`replay`] drives that chain over files for the `replay` command.
+//! The modules follow the data: [`source`] pulls pages from the API,
+//! [`parse`] turns input bytes into records, [`cef`] maps each record to a
+//! CEF line behind a [`syslog`] header, [`sink`] delivers the lines, and
+//! [`checkpoint`] remembers what was delivered. [`pipeline`] runs that chain
+//! for the `run` command and [`replay`] drives it over files.
 
 pub mod cef;
 pub mod checkpoint;
@@ -12,5 +14,6 @@ pub mod parse;
 pub mod pipeline;
 pub mod replay;
 pub mod simulator;
+pub mod sink;
 pub mod source;
 pub mod syslog;

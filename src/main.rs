@@ -21,7 +21,7 @@ fn main() -> ExitCode {
                 Ok(plan) => plan,
                 Err(code) => return code,
             };
-            let summary = replay::run(plan, &mut io::stdout().lock(), &mut io::stderr().lock());
+            let summary = replay::run(plan, &mut io::stdout().lock(), &mut io::stderr());
             ExitCode::from(summary.exit_code())
         }
         Command::Run(args) => {
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                 Ok(plan) => plan,
                 Err(code) => return code,
             };
-            match pipeline::run(plan, &mut io::stdout().lock(), &mut io::stderr()) {
+            match pipeline::run(plan, &mut io::stderr()) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("siem-agent: {error}");
@@ -100,7 +100,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         simulator.url(),
         humantime::format_duration(args.history)
     );
-    let result = pipeline::run(plan, &mut io::stdout().lock(), &mut io::stderr());
+    let result = pipeline::run(plan, &mut io::stderr());
     let _ = std::fs::remove_dir_all(&state);
     let summary = result?;
     eprintln!(

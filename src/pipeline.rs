@@ -1,19 +1,26 @@
 //! The agent's main loop: pull a page, encode the records the cursor says
 //! are new, deliver them, and only then move the durable checkpoint.
 //!
-//! Delivery here is a writer that is flushed before the checkpoint is saved
-//! (stdout for now; the syslog sinks come next). A crash between the flush
-//! and the save repeats at most that one page on restart; a crash before
-//! the flush repeats nothing that was confirmed, and loses nothing.
+//! Delivery runs on its own writer thread (see [`crate::sink`]); this is
+//! the one module that spawns threads and makes channels. Each page's lines
+//! go to the writer in batches, the last of which carries the page's
+//! ticket; when the writer hands that batch back, every line of the page is
+//! confirmed and the page's checkpoint is saved. A crash before that
+//! repeats the unconfirmed pages on restart and loses nothing. When the
+//! receiver is down the writer stops taking batches, the channel fills, and
+//! this loop blocks: fetching pauses until delivery resumes.
 //!
 //! Data types take turns: a type with more pages waiting goes again at once
 //! (the shared request budget paces everything), a type that has caught up
 //! waits for the poll interval.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use simd_json::OwnedValue;
 
@@ -21,10 +28,113 @@ use crate::cef::Encoder;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::parse::Parser;
 use crate::simulator::data::StreamKind;
+use crate::sink::{
+    Batch, Destination, Feed, SinkError, SinkHealth, SyslogWriter, WriterStopped, BATCH_BYTES,
+};
 use crate::source::budget::RequestBudget;
 use crate::source::client::{ApiClient, ClientConfig, FetchError};
 use crate::source::cursor::Cursor;
 use simd_json::prelude::*;
+
+/// Batches waiting in the channel to the writer.
+pub const SINK_CHANNEL_BATCHES: usize = 8;
+
+/// The running writer thread and both ends the producer uses.
+pub struct SinkHandle {
+    feed: Option<Feed>,
+    returned: Receiver<Batch>,
+    thread: Option<JoinHandle<Result<(), SinkError>>>,
+    /// The writer's state and counters.
+    pub health: Arc<SinkHealth>,
+    /// Empty batches to reuse.
+    spare: Vec<Batch>,
+}
+
+/// Starts the writer thread for `destination`.
+pub fn spawn_sink(destination: Destination) -> Result<SinkHandle, SinkError> {
+    let (batches_in, batches_out) = crossbeam_channel::bounded(SINK_CHANNEL_BATCHES);
+    let (returned_in, returned) = crossbeam_channel::unbounded();
+    let health = Arc::new(SinkHealth::default());
+    let thread_health = Arc::clone(&health);
+    let (waker, thread) = match destination {
+        Destination::Stdout => {
+            let thread = std::thread::Builder::new()
+                .name("writer-stdout".into())
+                .spawn(move || {
+                    crate::sink::write_stdout(
+                        batches_out,
+                        returned_in,
+                        &mut io::stdout().lock(),
+                        &thread_health,
+                    )
+                })
+                .map_err(SinkError::Poll)?;
+            (None, thread)
+        }
+        Destination::Syslog(plan) => {
+            let writer = SyslogWriter::new(plan, thread_health)?;
+            let waker = writer.waker();
+            let thread = std::thread::Builder::new()
+                .name("writer-syslog".into())
+                .spawn(move || writer.run(batches_out, returned_in))
+                .map_err(SinkError::Poll)?;
+            (Some(waker), thread)
+        }
+    };
+    Ok(SinkHandle {
+        feed: Some(Feed::new(batches_in, waker)),
+        returned,
+        thread: Some(thread),
+        health,
+        spare: Vec::new(),
+    })
+}
+
+impl SinkHandle {
+    /// An empty batch: a returned one when there is one.
+    pub fn batch(&mut self) -> Batch {
+        let mut batch = self.spare.pop().unwrap_or_default();
+        batch.bytes.clear();
+        batch.ticket = 0;
+        batch
+    }
+
+    /// Keeps a returned batch's buffer for reuse (a few are enough).
+    pub fn recycle(&mut self, batch: Batch) {
+        if self.spare.len() < SINK_CHANNEL_BATCHES {
+            self.spare.push(batch);
+        }
+    }
+
+    /// Sends a batch, blocking while the writer is behind. On failure the
+    /// writer has stopped: [`finish`](Self::finish) says why.
+    pub fn send(&mut self, batch: Batch) -> Result<(), WriterStopped> {
+        match &self.feed {
+            Some(feed) => feed.send(batch).map_err(|_| WriterStopped),
+            None => Err(WriterStopped),
+        }
+    }
+
+    /// Batches the writer has confirmed.
+    pub fn returned(&self) -> &Receiver<Batch> {
+        &self.returned
+    }
+
+    /// Closes the channel and waits until the writer has confirmed
+    /// everything (forever, if the receiver never comes back), returning
+    /// the batches confirmed meanwhile.
+    pub fn finish(&mut self) -> Result<Vec<Batch>, SinkError> {
+        drop(self.feed.take());
+        let result = match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(SinkError::Poll(io::Error::other("writer panicked")))),
+            None => Ok(()),
+        };
+        let returned = self.returned.try_iter().collect();
+        result.map(|()| returned)
+    }
+}
 
 /// Page size (bytes of JSON) above which the parser's and the batch's
 /// buffers are released after use instead of kept: a backfill page of 5,000
@@ -72,6 +182,8 @@ pub struct RunPlan {
     pub once: bool,
     /// The CEF encoder.
     pub encoder: Encoder,
+    /// Where the lines go.
+    pub destination: Destination,
 }
 
 /// Why the agent stopped.
@@ -95,8 +207,8 @@ pub enum RunError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// The output failed.
-    #[error("cannot write output: {0}")]
-    Output(io::Error),
+    #[error(transparent)]
+    Output(SinkError),
 }
 
 impl RunError {
@@ -142,13 +254,110 @@ fn iso(ms: i64) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
+/// Checkpoints waiting for their page's lines to be confirmed, oldest
+/// first, each with the ticket of the page's last batch.
+struct Awaiting<'a> {
+    store: &'a CheckpointStore,
+    tenant: &'a str,
+    pages: VecDeque<(u64, Cursor)>,
+}
+
+impl Awaiting<'_> {
+    /// A batch came back confirmed: save every checkpoint it completes.
+    fn settle(&mut self, ticket: u64) -> Result<(), RunError> {
+        if ticket == 0 {
+            return Ok(());
+        }
+        while self.pages.front().is_some_and(|(t, _)| *t <= ticket) {
+            if let Some((_, cursor)) = self.pages.pop_front() {
+                self.store.save(self.tenant, &cursor)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every batch the writer has returned so far, without waiting.
+    fn collect(&mut self, sink: &mut SinkHandle) -> Result<(), RunError> {
+        while let Ok(batch) = sink.returned().try_recv() {
+            self.settle(batch.ticket)?;
+            sink.recycle(batch);
+        }
+        Ok(())
+    }
+
+    /// Collects returned batches until `until`. A writer that stopped is an
+    /// output error.
+    fn wait(&mut self, sink: &mut SinkHandle, until: Instant) -> Result<(), RunError> {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match sink.returned().recv_timeout(left) {
+                Ok(batch) => {
+                    self.settle(batch.ticket)?;
+                    sink.recycle(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => return Err(writer_stopped(sink)),
+            }
+        }
+    }
+
+    /// Closes the channel, waits for every line to be confirmed, and saves
+    /// the remaining checkpoints.
+    fn finish(&mut self, sink: &mut SinkHandle) -> Result<(), RunError> {
+        for batch in sink.finish().map_err(RunError::Output)? {
+            self.settle(batch.ticket)?;
+        }
+        Ok(())
+    }
+}
+
+/// The error of a writer thread that stopped early.
+fn writer_stopped(sink: &mut SinkHandle) -> RunError {
+    match sink.finish() {
+        Err(error) => RunError::Output(error),
+        Ok(_) => RunError::Output(SinkError::Poll(io::Error::other("the writer stopped"))),
+    }
+}
+
+/// Sends one page's lines in batches of about [`BATCH_BYTES`], cut at line
+/// ends; the last batch carries `ticket`.
+fn send_page(
+    sink: &mut SinkHandle,
+    awaiting: &mut Awaiting<'_>,
+    lines: &[u8],
+    ticket: u64,
+) -> Result<(), RunError> {
+    let mut rest = lines;
+    loop {
+        awaiting.collect(sink)?;
+        let cut = if rest.len() <= BATCH_BYTES {
+            rest.len()
+        } else {
+            rest[..BATCH_BYTES]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .or_else(|| rest.iter().position(|&b| b == b'\n'))
+                .map_or(rest.len(), |at| at + 1)
+        };
+        let mut batch = sink.batch();
+        batch.bytes.extend_from_slice(&rest[..cut]);
+        rest = &rest[cut..];
+        let last = rest.is_empty();
+        if last {
+            batch.ticket = ticket;
+        }
+        if sink.send(batch).is_err() {
+            return Err(writer_stopped(sink));
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
 /// Runs the agent: forever, or with `once` until every data type has
-/// caught up. Records go to `out`; log lines to `log`.
-pub fn run(
-    mut plan: RunPlan,
-    out: &mut dyn Write,
-    log: &mut dyn Write,
-) -> Result<RunSummary, RunError> {
+/// caught up and everything fetched is confirmed. Log lines go to `log`.
+pub fn run(mut plan: RunPlan, log: &mut dyn Write) -> Result<RunSummary, RunError> {
     let store = CheckpointStore::open(&plan.state_dir)?;
     let now = crate::syslog::now_ms();
     let backfill_ms = i64::try_from(plan.backfill.as_millis()).unwrap_or(i64::MAX / 4);
@@ -180,21 +389,30 @@ pub fn run(
     }
     let budget = Arc::new(RequestBudget::new(plan.requests_per_minute));
     let mut client = ApiClient::new(plan.client.clone(), budget).map_err(RunError::ClientSetup)?;
+    let mut sink = spawn_sink(plan.destination.clone()).map_err(RunError::Output)?;
+    let mut awaiting = Awaiting {
+        store: &store,
+        tenant: &plan.tenant,
+        pages: VecDeque::new(),
+    };
     let mut parser = Parser::new();
     let mut batch = Vec::with_capacity(BATCH_CAPACITY);
     let mut summary = RunSummary::default();
     let mut consecutive_failures = 0u32;
     let mut fetched_any = false;
+    let mut next_ticket = 1u64;
     loop {
+        awaiting.collect(&mut sink)?;
         if plan.once && streams.iter().all(|s| s.caught_up) {
+            awaiting.finish(&mut sink)?;
             return Ok(summary);
         }
         let Some(stream) = streams.iter_mut().min_by_key(|s| s.due) else {
+            awaiting.finish(&mut sink)?;
             return Ok(summary);
         };
-        let wait = stream.due.saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
+        if stream.due > Instant::now() {
+            awaiting.wait(&mut sink, stream.due)?;
         }
         stream.cursor.begin_window(crate::syslog::now_ms());
         let body = stream.cursor.request_body(plan.filters.get(&stream.kind));
@@ -220,10 +438,10 @@ pub fn run(
             Ok((info, delivered, next)) => {
                 fetched_any = true;
                 consecutive_failures = 0;
-                out.write_all(&batch)
-                    .and_then(|()| out.flush())
-                    .map_err(RunError::Output)?;
-                store.save(&plan.tenant, &next)?;
+                let ticket = next_ticket;
+                next_ticket += 1;
+                awaiting.pages.push_back((ticket, next.clone()));
+                send_page(&mut sink, &mut awaiting, &batch, ticket)?;
                 if page_bytes > RETAIN_PAGE_BYTES {
                     parser = Parser::new();
                     batch = Vec::with_capacity(BATCH_CAPACITY);

@@ -3,14 +3,20 @@
 //! The same parse and encode stages the agent uses, driven over files, so
 //! that a user can check the lines their SIEM will get from records they
 //! already have, and so that tests and benchmarks exercise the real path.
-//! Output is batched into one reused buffer and written in large chunks.
+//! Output is batched into one reused buffer and written in large chunks, to
+//! stdout or through the syslog writer; with a syslog receiver, replay ends
+//! only once the writer has confirmed every line.
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 
+use std::sync::atomic::Ordering;
+
 use crate::cef::Encoder;
 use crate::config::{InputSource, ReplayPlan};
 use crate::parse::{InputReader, Item};
+use crate::pipeline::{spawn_sink, SinkHandle};
+use crate::sink::{Destination, SinkError};
 
 /// Exit status when every input was read and valid.
 pub const EXIT_OK: u8 = 0;
@@ -22,7 +28,7 @@ pub const EXIT_NO_INPUT: u8 = 66;
 /// Exit status when the output could not be written (`EX_IOERR`).
 pub const EXIT_IO_ERROR: u8 = 74;
 /// Output is written when the batch grows past this many bytes.
-pub const BATCH_BYTES: usize = 256 * 1024;
+pub const BATCH_BYTES: usize = crate::sink::BATCH_BYTES;
 /// Input read buffer size.
 pub const READ_BUFFER_BYTES: usize = 256 * 1024;
 
@@ -57,12 +63,29 @@ impl ReplaySummary {
 /// Runs a replay: reads every input of `plan` in order, writes one line per
 /// record to `out`, and reports each problem on `diagnostics`.
 pub fn run(plan: ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) -> ReplaySummary {
-    let ReplayPlan { inputs, encoder } = plan;
+    let ReplayPlan {
+        inputs,
+        encoder,
+        destination,
+    } = plan;
+    let output = match destination {
+        Destination::Stdout => Output::Direct(out),
+        syslog @ Destination::Syslog(_) => match spawn_sink(syslog) {
+            Ok(sink) => Output::Sink(sink),
+            Err(error) => {
+                let _ = writeln!(diagnostics, "siem-agent: {error}");
+                return ReplaySummary {
+                    output_failed: true,
+                    ..ReplaySummary::default()
+                };
+            }
+        },
+    };
     let mut replay = Replay {
         encoder,
         reader: InputReader::new(),
         batch: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
-        out,
+        out: output,
         output_error: None,
         diagnostics,
         summary: ReplaySummary::default(),
@@ -98,13 +121,42 @@ pub fn run(plan: ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) -
 /// How stdin is named in messages.
 const STDIN_NAME: &str = "<stdin>";
 
+/// Where replay writes.
+enum Output<'a> {
+    /// Straight to a writer (stdout).
+    Direct(&'a mut dyn Write),
+    /// Through the syslog writer thread.
+    Sink(SinkHandle),
+}
+
+impl Output<'_> {
+    /// Writes (or hands over) the lines in `batch`, leaving it empty.
+    fn emit(&mut self, batch: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Output::Direct(out) => {
+                let written = out.write_all(batch);
+                batch.clear();
+                written
+            }
+            Output::Sink(sink) => {
+                while let Ok(done) = sink.returned().try_recv() {
+                    sink.recycle(done);
+                }
+                let mut next = sink.batch();
+                std::mem::swap(&mut next.bytes, batch);
+                sink.send(next).map_err(io::Error::other)
+            }
+        }
+    }
+}
+
 /// The state of one replay run.
 struct Replay<'a> {
     encoder: Encoder,
     reader: InputReader,
     /// Encoded lines not yet written.
     batch: Vec<u8>,
-    out: &'a mut dyn Write,
+    out: Output<'a>,
     /// The first output error; once set, nothing more is written.
     output_error: Option<io::Error>,
     diagnostics: &'a mut dyn Write,
@@ -132,10 +184,9 @@ impl Replay<'_> {
                 encoder.encode(record, batch);
                 batch.push(b'\n');
                 if batch.len() >= BATCH_BYTES {
-                    if let Err(error) = out.write_all(batch) {
+                    if let Err(error) = out.emit(batch) {
                         *output_error = Some(error);
                     }
-                    batch.clear();
                 }
             }
             Item::Problem(problem) => {
@@ -150,12 +201,36 @@ impl Replay<'_> {
     /// Writes what is left and reports the outcome.
     fn finish(mut self) -> ReplaySummary {
         if self.output_error.is_none() {
-            if let Err(error) = self
+            let flushed = self
                 .out
-                .write_all(&self.batch)
-                .and_then(|()| self.out.flush())
-            {
+                .emit(&mut self.batch)
+                .and_then(|()| match &mut self.out {
+                    Output::Direct(out) => out.flush(),
+                    Output::Sink(_) => Ok(()),
+                });
+            if let Err(error) = flushed {
                 self.output_error = Some(error);
+            }
+        }
+        if let Output::Sink(sink) = &mut self.out {
+            // Waits until the receiver has confirmed every line.
+            match sink.finish() {
+                Ok(_) => {
+                    let counters = &sink.health.counters;
+                    let resent = counters.resent.load(Ordering::Relaxed);
+                    let truncated = counters.truncated.load(Ordering::Relaxed);
+                    if resent > 0 || truncated > 0 {
+                        let _ = writeln!(
+                            self.diagnostics,
+                            "siem-agent: syslog: {resent} line(s) sent again after a connection failed (possible duplicates); {truncated} line(s) cut to the maximum message size"
+                        );
+                    }
+                }
+                Err(SinkError::OutputClosed) => {}
+                Err(error) => {
+                    self.output_error
+                        .get_or_insert(io::Error::other(error.to_string()));
+                }
             }
         }
         if let Some(error) = self.output_error {

@@ -174,6 +174,58 @@ pub fn syslog_severity(cef_severity: u8) -> u8 {
     }
 }
 
+/// How messages are delimited on a byte stream (TCP, TLS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Framing {
+    /// Each message ends with LF: what rsyslog, syslog-ng's `network()`,
+    /// Splunk and most collectors expect on plain TCP.
+    Lf,
+    /// RFC 6587 octet counting, `<length> <message>`: syslog-ng's
+    /// `syslog()` driver and RFC 5425 (syslog over TLS).
+    OctetCounting,
+}
+
+/// Smallest message size limit accepted for UDP: room for a header and a
+/// useful part of a CEF line.
+pub const MIN_MESSAGE_BYTES: usize = 480;
+/// Default largest UDP message: RFC 5426 says receivers should accept 2048.
+pub const DEFAULT_UDP_MESSAGE_BYTES: usize = 2048;
+/// Largest UDP payload IPv4 can carry (65535 - 8 - 20).
+pub const MAX_UDP_MESSAGE_BYTES: usize = 65_507;
+
+/// `message` cut to at most `max` bytes on a UTF-8 character boundary and
+/// never inside a CEF escape (a cut that would leave a lone trailing `\`
+/// drops that backslash too, so the line still parses). Returns the whole
+/// message when it fits.
+pub fn truncate_message(message: &[u8], max: usize) -> &[u8] {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    // Back up over UTF-8 continuation bytes to the start of a character.
+    while end > 0 && (message[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    // An odd run of backslashes before the cut means the last one starts an
+    // escape whose second character was cut off.
+    let backslashes = message[..end]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count();
+    if backslashes % 2 == 1 {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+/// Appends `message` with RFC 6587 octet-counting framing.
+pub fn write_octet_counted(out: &mut Vec<u8>, message: &[u8]) {
+    out.extend_from_slice(itoa::Buffer::new().format(message.len()).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(message);
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -297,6 +349,32 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn truncation_keeps_characters_and_escapes_whole() {
+        assert_eq!(truncate_message(b"abc", 3), b"abc");
+        assert_eq!(truncate_message(b"abcd", 3), b"abc");
+        // "é" is two bytes: a cut through it drops it.
+        assert_eq!(truncate_message("aé".as_bytes(), 2), b"a");
+        // A 4-byte character cut anywhere inside.
+        for max in 1..5 {
+            assert_eq!(truncate_message("a😀".as_bytes(), max), b"a");
+        }
+        // `x\=` cut after the backslash would leave a dangling escape.
+        assert_eq!(truncate_message(br"ab\=c", 3), b"ab");
+        // An escaped backslash (two of them) is a whole escape: kept.
+        assert_eq!(truncate_message(br"ab\\c", 4), br"ab\\");
+        assert_eq!(truncate_message(br"ab\\\=", 5), br"ab\\");
+        assert_eq!(truncate_message(b"", 0), b"");
+    }
+
+    #[test]
+    fn octet_counting() {
+        let mut out = Vec::new();
+        write_octet_counted(&mut out, b"hello");
+        write_octet_counted(&mut out, "é".as_bytes());
+        assert_eq!(out, "5 hello2 é".as_bytes());
     }
 
     #[test]

@@ -15,9 +15,20 @@ pub const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// A CA and a server certificate signed by it.
 pub struct TestPki {
+    ca: CertifiedIssuer<'static, KeyPair>,
     ca_pem: String,
     chain: Vec<CertificateDer<'static>>,
     key_der: Vec<u8>,
+    server_pem: String,
+    key_pem: String,
+}
+
+/// A certificate and its private key, PEM-encoded.
+pub struct Identity {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
 }
 
 impl TestPki {
@@ -41,6 +52,31 @@ impl TestPki {
             ca_pem: ca.pem(),
             chain: vec![server_cert.der().clone(), ca.der().clone()],
             key_der: server_key.serialize_der(),
+            server_pem: server_cert.pem(),
+            key_pem: server_key.serialize_pem(),
+            ca,
+        })
+    }
+
+    /// The server certificate and key, for a server that reads PEM files
+    /// (a syslog daemon in the tests).
+    pub fn server_identity(&self) -> Identity {
+        Identity {
+            cert_pem: self.server_pem.clone(),
+            key_pem: self.key_pem.clone(),
+        }
+    }
+
+    /// A client certificate for mutual TLS, signed by the same CA.
+    pub fn client_identity(&self, name: &str) -> Result<Identity, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![name.to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca)?;
+        Ok(Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         })
     }
 
