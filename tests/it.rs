@@ -15,3 +15,5 @@ mod roundtrip;
 mod simulator;
 #[path = "it/support/mod.rs"]
 mod support;
+#[path = "it/syslog.rs"]
+mod syslog;

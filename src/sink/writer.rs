@@ -728,9 +728,16 @@ impl Loop {
             link.writable = true;
             return Ok(());
         }
-        let open = link.read(&mut self.read_buffer).map_err(|e| {
-            Failure::send(format!("{} ({}): {e}", self.plan.target(), link.address))
-        })?;
+        // Failing before the link is up (a TLS handshake refused, say) is a
+        // connection error; after that, a send error.
+        let failure = if matches!(link.phase, Phase::Ready) {
+            Failure::send
+        } else {
+            Failure::connect
+        };
+        let open = link
+            .read(&mut self.read_buffer)
+            .map_err(|e| failure(format!("{} ({}): {e}", self.plan.target(), link.address)))?;
         let relp = matches!(self.plan.protocol, Protocol::Relp | Protocol::RelpTls);
         if relp {
             self.on_relp_answers()?;
@@ -740,7 +747,7 @@ impl Loop {
         }
         if !open {
             let address = self.link.as_ref().map(|l| l.address);
-            return Err(Failure::send(format!(
+            return Err(failure(format!(
                 "{} ({}): the receiver closed the connection",
                 self.plan.target(),
                 address.map(|a| a.to_string()).unwrap_or_default()

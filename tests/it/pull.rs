@@ -27,7 +27,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn simulator(history: Duration, activities_per_minute: u64) -> SimulatorConfig {
+pub fn simulator(history: Duration, activities_per_minute: u64) -> SimulatorConfig {
     let mut config = SimulatorConfig::new(now_ms(), history);
     config.requests_per_minute = None;
     config.activities.per_minute = activities_per_minute;
@@ -36,7 +36,7 @@ fn simulator(history: Duration, activities_per_minute: u64) -> SimulatorConfig {
 }
 
 /// `run` arguments for a simulator, checkpointing under `dir`.
-fn run_args(sim: &Simulator, dir: &Path) -> Vec<String> {
+pub fn run_args(sim: &Simulator, dir: &Path) -> Vec<String> {
     [
         "run",
         "--api-url",
@@ -127,7 +127,7 @@ fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
 }
 
 /// Ids of every record of `stream` indexed by `until_ms`.
-fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
+pub fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
     let mut ids = Vec::new();
     let mut index = 0;
     while stream.timestamp(index) <= until_ms {
@@ -143,7 +143,7 @@ fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
     ids
 }
 
-fn assert_all_delivered(ids: &HashMap<String, u32>, stream: &StreamConfig, until_ms: i64) {
+pub fn assert_all_delivered(ids: &HashMap<String, u32>, stream: &StreamConfig, until_ms: i64) {
     let expected = expected_ids(stream, until_ms);
     let missing: Vec<&String> = expected
         .iter()

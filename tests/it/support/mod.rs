@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod cases;
+pub mod rsyslog;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,0 +1,301 @@
+//! A real rsyslog daemon on loopback for the delivery tests: started with a
+//! config generated here, writing every message it takes, exactly as
+//! received (`%rawmsg%`), one per line, to a file the test reads.
+//!
+//! `scripts/install-test-deps` (run by `scripts/test`) installs rsyslog and
+//! its RELP and TLS modules from Debian.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use siem_agent::simulator::tls::TestPki;
+
+/// What the daemon listens with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Plain TCP, LF framing only. (By default imtcp reads a message that
+    /// starts with a digit as octet-counted, and the default `iso` header
+    /// starts with the year: such lines are lost with a framing error.)
+    TcpLf,
+    /// Plain TCP, octet-counted framing recognised.
+    TcpOctetCounted,
+    /// Plain TCP on `::1`, LF framing.
+    TcpIpv6,
+    /// UDP.
+    Udp,
+    /// RELP (imrelp).
+    Relp,
+    /// TLS (imtcp with the gtls driver); with `client_auth`, a client
+    /// certificate signed by the test CA is required.
+    Tls {
+        /// Require mutual TLS.
+        client_auth: bool,
+    },
+}
+
+/// A running rsyslogd.
+pub struct Rsyslog {
+    dir: PathBuf,
+    conf: PathBuf,
+    child: Option<Child>,
+    input: Input,
+    /// Where it listens for `Input`.
+    pub port: u16,
+    output: PathBuf,
+}
+
+/// A free loopback port (closed again at once; the daemon binds it next).
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("binds");
+        socket.local_addr().expect("address").port()
+    } else {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        listener.local_addr().expect("address").port()
+    }
+}
+
+fn rsyslogd() -> &'static str {
+    for path in ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"] {
+        if Path::new(path).exists() {
+            return path;
+        }
+    }
+    panic!("rsyslogd is not installed: run scripts/install-test-deps (scripts/test does)");
+}
+
+impl Rsyslog {
+    /// Starts a daemon in a fresh directory named after the test.
+    pub fn start(name: &str, input: Input, pki: Option<&TestPki>) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("siem-agent-rsyslog-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let output = dir.join("received.log");
+        let ready_file = dir.join("ready.port");
+        let main_port_file = dir.join("main.port");
+        let mut conf = format!(
+            "global(workDirectory=\"{dir}\" maxMessageSize=\"256k\")\n",
+            dir = dir.display()
+        );
+        let tls = matches!(input, Input::Tls { .. });
+        if tls {
+            let pki = pki.expect("TLS needs the test PKI");
+            let server = pki.server_identity();
+            std::fs::write(dir.join("ca.pem"), pki.ca_pem()).expect("write");
+            std::fs::write(dir.join("server.pem"), server.cert_pem).expect("write");
+            std::fs::write(dir.join("server.key"), server.key_pem).expect("write");
+            conf.push_str(&format!(
+                "global(DefaultNetstreamDriverCAFile=\"{d}/ca.pem\" \
+                 DefaultNetstreamDriverCertFile=\"{d}/server.pem\" \
+                 DefaultNetstreamDriverKeyFile=\"{d}/server.key\")\n",
+                d = dir.display()
+            ));
+            let mode = match input {
+                Input::Tls { client_auth: true } => "x509/certvalid",
+                _ => "anon",
+            };
+            conf.push_str(&format!(
+                "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" \
+                 StreamDriver.AuthMode=\"{mode}\")\n"
+            ));
+        } else {
+            conf.push_str("module(load=\"imtcp\")\n");
+        }
+        // Acknowledged messages must already be in the file when the
+        // daemon is killed: no queue in between, no buffered writes.
+        conf.push_str(
+            "main_queue(queue.type=\"Direct\")\n\
+             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n",
+        );
+        conf.push_str(&format!(
+            "ruleset(name=\"out\" queue.type=\"Direct\") {{\n  action(type=\"omfile\" file=\"{}\" \
+             template=\"raw\" asyncWriting=\"off\" flushOnTXEnd=\"on\" ioBufferSize=\"4k\")\n}}\n",
+            output.display()
+        ));
+        // A port-0 TCP input whose port file says the daemon is up.
+        conf.push_str(&format!(
+            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" ruleset=\"out\" \
+             listenPortFileName=\"{}\")\n",
+            ready_file.display()
+        ));
+        let tcp_input = |address: &str, lf_only: bool| {
+            format!(
+                "input(type=\"imtcp\" address=\"{address}\" port=\"0\" ruleset=\"out\" \
+                 supportOctetCountedFraming=\"{}\" listenPortFileName=\"{}\")\n",
+                if lf_only { "off" } else { "on" },
+                main_port_file.display()
+            )
+        };
+        let port = match input {
+            Input::TcpLf => {
+                conf.push_str(&tcp_input("127.0.0.1", true));
+                0
+            }
+            Input::TcpOctetCounted | Input::Tls { .. } => {
+                conf.push_str(&tcp_input("127.0.0.1", false));
+                0
+            }
+            Input::TcpIpv6 => {
+                conf.push_str(&tcp_input("::1", true));
+                0
+            }
+            Input::Udp => {
+                let port = free_port(true);
+                conf.push_str(&format!(
+                    "module(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" \
+                     port=\"{port}\" ruleset=\"out\" rcvbufSize=\"4m\")\n"
+                ));
+                port
+            }
+            Input::Relp => {
+                let port = free_port(false);
+                conf.push_str(&format!(
+                    "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" \
+                     port=\"{port}\" ruleset=\"out\")\n"
+                ));
+                port
+            }
+        };
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf).expect("write config");
+        let mut daemon = Self {
+            dir,
+            conf: conf_path,
+            child: None,
+            input,
+            port,
+            output,
+        };
+        daemon.spawn();
+        if daemon.port == 0 {
+            daemon.port = read_port(&main_port_file);
+        }
+        daemon
+    }
+
+    fn spawn(&mut self) {
+        let ready = self.dir.join("ready.port");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::File::create(self.dir.join("rsyslogd.out")).expect("log file");
+        let child = Command::new(rsyslogd())
+            .arg("-n")
+            .arg("-f")
+            .arg(&self.conf)
+            .arg("-i")
+            .arg(self.dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("rsyslogd starts");
+        self.child = Some(child);
+        read_port(&ready);
+        if self.input == Input::Relp {
+            // The RELP listener comes up with the others; make sure.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                assert!(Instant::now() < deadline, "imrelp is not listening");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The daemon's own messages (for failure reports).
+    pub fn own_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsyslogd.out")).unwrap_or_default()
+    }
+
+    /// Complete lines received so far.
+    pub fn lines(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.output).unwrap_or_default();
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        complete.lines().map(str::to_owned).collect()
+    }
+
+    /// The file messages are written to.
+    pub fn output(&self) -> &Path {
+        &self.output
+    }
+
+    /// Waits (bounded) until at least `count` lines have arrived.
+    pub fn wait_for_lines(&self, count: usize, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let lines = self.lines();
+            if lines.len() >= count || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .expect("running")
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the daemon.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// `kill -9`, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again with the same configuration and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // SIGKILL ends a stopped process too; resuming first lets it
+            // go the ordinary way.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
+        }
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits (bounded) for rsyslog to write a listen-port file.
+fn read_port(file: &Path) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(port) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            return port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd did not start listening; its log:\n{}",
+            std::fs::read_to_string(file.with_file_name("rsyslogd.out")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
