@@ -217,11 +217,6 @@ impl Rsyslog {
         complete.lines().map(str::to_owned).collect()
     }
 
-    /// The file messages are written to.
-    pub fn output(&self) -> &Path {
-        &self.output
-    }
-
     /// Waits (bounded) until at least `count` lines have arrived.
     pub fn wait_for_lines(&self, count: usize, limit: Duration) -> Vec<String> {
         let deadline = Instant::now() + limit;
