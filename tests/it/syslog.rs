@@ -333,20 +333,17 @@ fn relp_receiver_killed_mid_stream_loses_nothing() {
     let sim = Simulator::start(config).expect("simulator");
     let dir = scratch("relp-crash");
     let mut args = run_args(&sim, &dir);
-    args.extend(
-        syslog_args(
-            "127.0.0.1",
-            daemon.port,
-            &[
-                "--syslog-protocol",
-                "relp",
-                "--data-types",
-                "activities",
-                "--once",
-            ],
-        )
-        .into_iter(),
-    );
+    args.extend(syslog_args(
+        "127.0.0.1",
+        daemon.port,
+        &[
+            "--syslog-protocol",
+            "relp",
+            "--data-types",
+            "activities",
+            "--once",
+        ],
+    ));
     let agent = spawn_agent(&args, &dir, "agent");
     // Kill the receiver once part of the stream has arrived.
     let arrived = daemon.wait_for_lines(5000, Duration::from_secs(60)).len();
