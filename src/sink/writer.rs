@@ -827,10 +827,7 @@ impl Loop {
         let pending = &self.pending[index];
         let bytes = &pending.batch.bytes;
         let start = pending.framed;
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(bytes.len(), |at| start + at + 1);
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |at| start + at + 1);
         Some((index, start, end))
     }
 
@@ -975,10 +972,7 @@ impl Loop {
         let mut at = start;
         while at < self.pending[index].batch.bytes.len() && self.frame.len() < CHUNK_BYTES {
             let bytes = &self.pending[index].batch.bytes;
-            let end = bytes[at..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(bytes.len(), |n| at + n + 1);
+            let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |n| at + n + 1);
             let message = message(&bytes[at..end], self.plan.max_message, &self.health);
             match self.plan.framing {
                 Framing::Lf => {
@@ -1182,6 +1176,31 @@ impl Loop {
         }
         if let Some(stream) = link.tcp() {
             let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+        // Closing a socket with unread bytes in it (TLS session tickets,
+        // say) sends a reset, and a reset can make the receiver drop what
+        // its kernel had already acknowledged. Read until the receiver
+        // closes its side, bounded in time.
+        if link.tcp().is_none() {
+            return;
+        }
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut events = Events::with_capacity(4);
+        let mut discard = Vec::new();
+        while Instant::now() < deadline {
+            discard.clear();
+            match link.read(&mut discard) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => break,
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if self
+                .poll
+                .poll(&mut events, Some(wait.min(Duration::from_millis(100))))
+                .is_err()
+            {
+                break;
+            }
         }
     }
 }

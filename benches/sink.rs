@@ -1,0 +1,501 @@
+//! The syslog writer alone: pre-encoded CEF lines to loopback blackholes,
+//! next to the machine's ceiling measured in the same run (a plain blocking
+//! `writev` loop writing the same bytes to the same kind of blackhole).
+//!
+//! Run with `cargo bench --bench sink` (`SINK_BENCH_MB` sets the volume per
+//! case, default 1024). Every case counts the bytes its blackhole received
+//! and checks them against what was sent, so a fast wrong run cannot pass.
+//! `PERF.md` records the results and the targets.
+
+use std::io::{IoSlice, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use siem_agent::cef::{DataType, Encoder};
+use siem_agent::parse::Parser;
+use siem_agent::pipeline::spawn_sink;
+use siem_agent::simulator::data::{StreamConfig, StreamKind};
+use siem_agent::simulator::tls::TestPki;
+use siem_agent::sink::tls::{TlsClient, TlsOptions};
+use siem_agent::sink::{Batch, Destination, Protocol, SinkPlan, BATCH_BYTES};
+use siem_agent::syslog::{Framing, HeaderStyle, SyslogHeader};
+
+/// Distinct records encoded for the run; the batches repeat them.
+const SAMPLE_RECORDS: u64 = 4000;
+/// How many times each case runs; the best run is reported.
+const RUNS: usize = 3;
+
+/// Realistic CEF lines (about 1.2 KB each, every 97th with hostile text),
+/// cut into batches the way the pipeline cuts them.
+fn sample_batches() -> Vec<Batch> {
+    let stream = StreamConfig {
+        kind: StreamKind::Activities,
+        seed: 7,
+        start_ms: 1_763_800_000_000,
+        per_minute: 10_000,
+        max_index_delay_ms: 0,
+        burst_every: 1000,
+        burst_size: 40,
+        hostile_every: 97,
+    };
+    let header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("header");
+    let mut encoder = Encoder::new(
+        "0.1.0",
+        "https://portal.cloudappsecurity.com",
+        header,
+        DataType::Auto,
+    );
+    let mut parser = Parser::new();
+    let mut batches = Vec::new();
+    let mut batch = Batch::new();
+    for index in 0..SAMPLE_RECORDS {
+        let mut json = Vec::new();
+        stream.write_record(index, &mut json);
+        parser
+            .parse_document(&mut json, |record| {
+                let record = record.expect("simulator records are valid");
+                encoder.encode(record, &mut batch.bytes);
+                batch.bytes.push(b'\n');
+            })
+            .expect("valid JSON");
+        if batch.bytes.len() >= BATCH_BYTES {
+            batches.push(std::mem::replace(&mut batch, Batch::new()));
+        }
+    }
+    batches
+}
+
+/// A blackhole: accepts one connection and counts what arrives until EOF.
+/// `tls` decrypts first; `relp` answers every frame `rsp 200`.
+fn blackhole(tls: Option<Arc<rustls::ServerConfig>>, relp: bool) -> (u16, JoinHandle<u64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let port = listener.local_addr().expect("address").port();
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accepts");
+        match tls {
+            None => drain(stream, relp),
+            Some(config) => {
+                let connection = rustls::ServerConnection::new(config).expect("TLS server");
+                let buffered = Buffered {
+                    reader: std::io::BufReader::with_capacity(
+                        1 << 20,
+                        stream.try_clone().expect("clone"),
+                    ),
+                    writer: stream,
+                };
+                drain(rustls::StreamOwned::new(connection, buffered), relp)
+            }
+        }
+    });
+    (port, thread)
+}
+
+/// rustls reads a socket 4 KiB at a time; a large buffer in between keeps
+/// the blackhole from spending its time in `recv` (a real receiver would
+/// do the same), so that it is not what limits the TLS case.
+struct Buffered {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Read for Buffered {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl Write for Buffered {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// Reads to EOF; returns the payload bytes (RELP: the messages' bytes plus
+/// one LF each, so the count compares with the lines sent).
+fn drain<S: Read + Write>(mut stream: S, relp: bool) -> u64 {
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut answers = Vec::new();
+    loop {
+        let n = match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => n,
+        };
+        if !relp {
+            total += n as u64;
+            continue;
+        }
+        pending.extend_from_slice(&buffer[..n]);
+        let mut at = 0;
+        answers.clear();
+        while let Some((txnr, command, data_len, used)) = relp_frame(&pending[at..]) {
+            answers.extend_from_slice(txnr);
+            if command == b"close" {
+                answers.extend_from_slice(b" rsp 0\n");
+            } else {
+                answers.extend_from_slice(b" rsp 6 200 OK\n");
+            }
+            if command == b"syslog" {
+                total += data_len as u64 + 1;
+            }
+            at += used;
+        }
+        pending.drain(..at);
+        if !answers.is_empty() && stream.write_all(&answers).is_err() {
+            return total;
+        }
+        let _ = stream.flush();
+    }
+}
+
+/// One complete RELP frame at the start of `bytes`: (txnr, command, data
+/// length, bytes used).
+fn relp_frame(bytes: &[u8]) -> Option<(&[u8], &[u8], usize, usize)> {
+    let first = bytes.iter().position(|&b| b == b' ')?;
+    let second = first + 1 + bytes[first + 1..].iter().position(|&b| b == b' ')?;
+    let rest = &bytes[second + 1..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let length: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let header = second + 1 + digits;
+    let end = if length == 0 {
+        header + 1
+    } else {
+        header + 1 + length + 1
+    };
+    if bytes.len() < end {
+        return None;
+    }
+    Some((&bytes[..first], &bytes[first + 1..second], length, end))
+}
+
+/// The ceiling: the same bytes through a blocking `writev` loop.
+fn ceiling(batches: &[Batch], total_batches: usize) -> (Duration, u64, u64) {
+    let (port, sink) = blackhole(None, false);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut lines = 0u64;
+    let per_call = 4;
+    let mut index = 0;
+    while index < total_batches {
+        let slices: Vec<IoSlice<'_>> = (index..(index + per_call).min(total_batches))
+            .map(|i| IoSlice::new(&batches[i % batches.len()].bytes))
+            .collect();
+        let want: usize = slices.iter().map(|s| s.len()).sum();
+        let mut done = stream.write_vectored(&slices).expect("writev");
+        // Finish a short write with plain writes (rare on loopback).
+        let mut skip = done;
+        for slice in &slices {
+            if skip >= slice.len() {
+                skip -= slice.len();
+                continue;
+            }
+            stream.write_all(&slice[skip..]).expect("write");
+            done += slice.len() - skip;
+            skip = 0;
+        }
+        assert_eq!(done, want);
+        sent += want as u64;
+        lines += (index..(index + per_call).min(total_batches))
+            .map(|i| batches[i % batches.len()].lines())
+            .sum::<u64>();
+        index += per_call;
+    }
+    drop(stream);
+    let received = sink.join().expect("blackhole");
+    let elapsed = started.elapsed();
+    assert_eq!(received, sent, "ceiling: bytes lost");
+    (elapsed, sent, lines)
+}
+
+/// The TLS ceiling: octet-framed bytes through a blocking rustls stream
+/// (`write_all`), into the same TLS blackhole.
+fn tls_ceiling(
+    batches: &[Batch],
+    total_batches: usize,
+    client: &TlsClient,
+) -> (Duration, u64, u64) {
+    let framed: Vec<Vec<u8>> = batches
+        .iter()
+        .map(|batch| {
+            let mut out = Vec::with_capacity(batch.bytes.len() + 8192);
+            for line in batch.bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                siem_agent::syslog::write_octet_counted(&mut out, line);
+            }
+            out
+        })
+        .collect();
+    let config = PKI.with(|pki| pki.server_config().expect("server config"));
+    let (port, sink) = blackhole(Some(config), false);
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    let connection =
+        rustls::ClientConnection::new(client.config.clone(), client.server_name.clone())
+            .expect("TLS client");
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut lines = 0u64;
+    for index in 0..total_batches {
+        let bytes = &framed[index % framed.len()];
+        tls.write_all(bytes).expect("write");
+        sent += bytes.len() as u64;
+        lines += batches[index % batches.len()].lines();
+    }
+    tls.conn.send_close_notify();
+    tls.flush().expect("flush");
+    // Read to EOF before closing: unread session tickets would make the
+    // close a reset, and the blackhole could lose the end of the stream.
+    let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+    let _ = std::io::copy(&mut tls.sock, &mut std::io::sink());
+    drop(tls);
+    let received = sink.join().expect("blackhole");
+    let elapsed = started.elapsed();
+    assert_eq!(received, sent, "tls ceiling: bytes lost");
+    (elapsed, sent, lines)
+}
+
+/// CPU time this process has used (all threads), from `/proc/self/stat`.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // CLK_TCK is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Bytes `batch` takes on the wire with octet counting.
+fn octet_counted_len(batch: &Batch) -> u64 {
+    batch
+        .bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| (line.len() + line.len().to_string().len() + 1) as u64)
+        .sum()
+}
+
+/// Our writer: batches through the channel, until all are confirmed.
+fn ours(
+    batches: &[Batch],
+    total_batches: usize,
+    plan: SinkPlan,
+    relp: bool,
+) -> (Duration, u64, u64) {
+    let octets = plan.framing == Framing::OctetCounting && !relp;
+    let tls = plan
+        .tls
+        .is_some()
+        .then(|| PKI.with(|pki| pki.server_config().expect("server config")));
+    let (port, sink) = blackhole(tls, relp);
+    let plan = SinkPlan { port, ..plan };
+    let mut handle = spawn_sink(Destination::Syslog(plan)).expect("writer");
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut lines = 0u64;
+    // A pool of batches carrying the sample's bytes, reused as they return.
+    // The ticket carries the batch's size on the wire, worked out once.
+    let mut pool: Vec<Batch> = batches
+        .iter()
+        .map(|b| Batch {
+            bytes: b.bytes.clone(),
+            ticket: if octets {
+                octet_counted_len(b)
+            } else {
+                b.bytes.len() as u64
+            },
+        })
+        .collect();
+    for index in 0..total_batches {
+        let batch = match pool.pop() {
+            Some(batch) => batch,
+            None => handle.returned().recv().expect("a batch comes back"),
+        };
+        let _ = index;
+        sent += batch.ticket;
+        lines += batch.lines();
+        handle.send(batch).expect("writer running");
+        while let Ok(batch) = handle.returned().try_recv() {
+            pool.push(batch);
+        }
+    }
+    handle.finish().expect("all confirmed");
+    let elapsed = started.elapsed();
+    let received = sink.join().expect("blackhole");
+    assert_eq!(received, sent, "bytes lost");
+    (elapsed, sent, lines)
+}
+
+thread_local! {
+    static PKI: TestPki = TestPki::generate().expect("test PKI");
+}
+
+/// One case's best run: elapsed time, bytes, CPU time of the whole
+/// process (sender and blackhole) during that run.
+struct Measured {
+    elapsed: Duration,
+    lines: u64,
+    line_bytes: u64,
+    cpu: Duration,
+}
+
+fn best(batches: &[Batch], mut run: impl FnMut() -> (Duration, u64, u64)) -> Measured {
+    let bytes: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
+    let lines: u64 = batches.iter().map(Batch::lines).sum();
+    (0..RUNS)
+        .map(|_| {
+            let cpu_before = process_cpu();
+            let (elapsed, _wire_bytes, sent_lines) = run();
+            Measured {
+                elapsed,
+                lines: sent_lines,
+                line_bytes: sent_lines * bytes / lines,
+                cpu: process_cpu().saturating_sub(cpu_before),
+            }
+        })
+        .min_by_key(|m| m.elapsed)
+        .expect("runs")
+}
+
+fn main() {
+    let megabytes: usize = std::env::var("SINK_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let batches = sample_batches();
+    let bytes_per_batch = batches.iter().map(|b| b.bytes.len()).sum::<usize>() / batches.len();
+    let lines: u64 = batches.iter().map(Batch::lines).sum();
+    let line_bytes = batches.iter().map(|b| b.bytes.len() as u64).sum::<u64>() / lines;
+    let total_batches = (megabytes << 20) / bytes_per_batch;
+    println!(
+        "sink bench: {megabytes} MiB per case, {total_batches} batches of ~{} KiB, \
+         ~{line_bytes} bytes per line (LF included), best of {RUNS}; CPU is the whole \
+         process (sender and blackhole) on {} cores",
+        bytes_per_batch / 1024,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let ca_dir = std::env::temp_dir().join(format!("siem-agent-sink-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&ca_dir).expect("temp dir");
+    let ca = ca_dir.join("ca.pem");
+    PKI.with(|pki| std::fs::write(&ca, pki.ca_pem()).expect("write CA"));
+    let tls = TlsClient::build(
+        "localhost",
+        &TlsOptions {
+            ca_file: Some(ca),
+            ..TlsOptions::default()
+        },
+    )
+    .expect("TLS client");
+    let plan = |protocol, framing, tls: Option<TlsClient>| SinkPlan {
+        host: "127.0.0.1".to_owned(),
+        port: 0,
+        protocol,
+        framing,
+        max_message: None,
+        tls,
+        relp_window: std::env::var("SINK_BENCH_RELP_WINDOW")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(siem_agent::sink::relp::DEFAULT_WINDOW),
+    };
+    // Lines and MiB of lines (LF included), whatever the framing adds.
+    let report = |name: &str, m: &Measured, base: Option<(&str, f64)>| {
+        let seconds = m.elapsed.as_secs_f64();
+        let payload = m.line_bytes as f64;
+        let lines_per_s = m.lines as f64 / seconds;
+        let mut text = format!(
+            "{name:<32} {lines_per_s:>10.0} lines/s {:>7.0} MiB/s  CPU {:>4.0}%",
+            payload / seconds / (1 << 20) as f64,
+            m.cpu.as_secs_f64() / seconds * 100.0
+        );
+        if let Some((base_name, base_rate)) = base {
+            text.push_str(&format!(
+                "  {:>5.1}% of {base_name}",
+                lines_per_s / base_rate * 100.0
+            ));
+        }
+        println!("{text}");
+        lines_per_s
+    };
+    let all = std::env::var("SINK_BENCH_CASES").unwrap_or_default();
+    let wanted = |case: &str| all.is_empty() || all.split(',').any(|c| c == case);
+    let ceiling_rate = report(
+        "ceiling: blocking writev",
+        &best(&batches, || ceiling(&batches, total_batches)),
+        None,
+    );
+    let tcp_rate = report(
+        "tcp, LF",
+        &best(&batches, || {
+            ours(
+                &batches,
+                total_batches,
+                plan(Protocol::Tcp, Framing::Lf, None),
+                false,
+            )
+        }),
+        Some(("the ceiling", ceiling_rate)),
+    );
+    if wanted("octet") {
+        report(
+            "tcp, octet counting",
+            &best(&batches, || {
+                ours(
+                    &batches,
+                    total_batches,
+                    plan(Protocol::Tcp, Framing::OctetCounting, None),
+                    false,
+                )
+            }),
+            Some(("the ceiling", ceiling_rate)),
+        );
+    }
+    if wanted("tls") {
+        let tls_ceiling_rate = report(
+            "tls ceiling: blocking rustls, octet",
+            &best(&batches, || tls_ceiling(&batches, total_batches, &tls)),
+            Some(("tcp, LF", tcp_rate)),
+        );
+        let tls_rate = report(
+            "tls, octet counting",
+            &best(&batches, || {
+                ours(
+                    &batches,
+                    total_batches,
+                    plan(Protocol::Tls, Framing::OctetCounting, Some(tls.clone())),
+                    false,
+                )
+            }),
+            Some(("tcp, LF", tcp_rate)),
+        );
+        println!(
+            "{:<32} {:>5.1}% of the tls ceiling",
+            "",
+            tls_rate / tls_ceiling_rate * 100.0
+        );
+    }
+    if wanted("relp") {
+        report(
+            "relp",
+            &best(&batches, || {
+                ours(
+                    &batches,
+                    total_batches / 2,
+                    plan(Protocol::Relp, Framing::Lf, None),
+                    true,
+                )
+            }),
+            Some(("tcp, LF", tcp_rate)),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&ca_dir);
+}
