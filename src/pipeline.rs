@@ -311,6 +311,24 @@ impl Awaiting<'_> {
     }
 }
 
+/// Logs what delivery cost beyond the lines themselves, if anything.
+fn report_delivery(sink: &SinkHandle, log: &mut dyn Write) {
+    let counters = &sink.health.counters;
+    let resent = counters.resent.load(std::sync::atomic::Ordering::Relaxed);
+    let truncated = counters
+        .truncated
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    if resent + truncated + dropped > 0 {
+        let _ = writeln!(
+            log,
+            "siem-agent: syslog: {resent} line(s) sent again after a connection failed \
+             (possible duplicates), {truncated} cut to the maximum message size, \
+             {dropped} UDP datagram(s) refused"
+        );
+    }
+}
+
 /// The error of a writer thread that stopped early.
 fn writer_stopped(sink: &mut SinkHandle) -> RunError {
     match sink.finish() {
@@ -405,6 +423,7 @@ pub fn run(mut plan: RunPlan, log: &mut dyn Write) -> Result<RunSummary, RunErro
         awaiting.collect(&mut sink)?;
         if plan.once && streams.iter().all(|s| s.caught_up) {
             awaiting.finish(&mut sink)?;
+            report_delivery(&sink, log);
             return Ok(summary);
         }
         let Some(stream) = streams.iter_mut().min_by_key(|s| s.due) else {

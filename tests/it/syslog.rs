@@ -360,6 +360,10 @@ fn relp_receiver_killed_mid_stream_loses_nothing() {
     let log = agent_log(&dir, "agent");
     assert!(output.status.success(), "{log}");
     assert!(log.contains("Data server send error"), "{log}");
+    assert!(
+        log.contains("line(s) sent again"),
+        "resends are counted: {log}"
+    );
     let ids = received_ids(&daemon);
     let mut counted = std::collections::HashMap::new();
     for id in &ids {
@@ -367,6 +371,42 @@ fn relp_receiver_killed_mid_stream_loses_nothing() {
     }
     assert_all_delivered(&counted, &stream, until);
     assert!(daemon.lines().len() > kept_before_restart);
+}
+
+#[test]
+fn replay_keeps_unconfirmed_lines_across_a_receiver_restart() {
+    let mut daemon = Rsyslog::start("replay-restart", Input::Relp, None);
+    let dir = scratch("replay-restart");
+    let file = records_file(&dir, 20_000);
+    let expected = expected_lines(&file, &[]);
+    let child = Command::new(bin())
+        .arg("replay")
+        .arg(&file)
+        .args(syslog_args(
+            "127.0.0.1",
+            daemon.port,
+            &["--syslog-protocol", "relp"],
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("replay starts");
+    let arrived = daemon.wait_for_lines(2000, Duration::from_secs(60)).len();
+    assert!(arrived >= 2000, "{}", daemon.own_log());
+    daemon.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.restart();
+    let output = wait_within(child, Duration::from_secs(120));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let received: HashSet<String> = daemon.lines().into_iter().collect();
+    let missing = expected.iter().filter(|l| !received.contains(*l)).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} lines never arrived; {log}",
+        expected.len()
+    );
 }
 
 /// Resident memory of a process, in KiB.
