@@ -354,6 +354,11 @@ impl SyslogArgs {
     /// Validates the options into a destination.
     pub fn build(&self) -> Result<Destination, ConfigError> {
         let Some(host) = &self.syslog_host else {
+            if self.syslog_client_cert.is_some() || self.syslog_client_key.is_some() {
+                return Err(ConfigError::Syslog(
+                    "--syslog-client-cert and --syslog-client-key need --syslog-host".into(),
+                ));
+            }
             return Ok(Destination::Stdout);
         };
         let bad = |why: String| Err(ConfigError::Syslog(why));

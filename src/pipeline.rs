@@ -68,7 +68,7 @@ pub fn spawn_sink(destination: Destination) -> Result<SinkHandle, SinkError> {
                         &thread_health,
                     )
                 })
-                .map_err(SinkError::Poll)?;
+                .map_err(SinkError::Spawn)?;
             (None, thread)
         }
         Destination::Syslog(plan) => {
@@ -77,7 +77,7 @@ pub fn spawn_sink(destination: Destination) -> Result<SinkHandle, SinkError> {
             let thread = std::thread::Builder::new()
                 .name("writer-syslog".into())
                 .spawn(move || writer.run(batches_out, returned_in))
-                .map_err(SinkError::Poll)?;
+                .map_err(SinkError::Spawn)?;
             (Some(waker), thread)
         }
     };
@@ -126,9 +126,7 @@ impl SinkHandle {
     pub fn finish(&mut self) -> Result<Vec<Batch>, SinkError> {
         drop(self.feed.take());
         let result = match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .unwrap_or_else(|_| Err(SinkError::Poll(io::Error::other("writer panicked")))),
+            Some(thread) => thread.join().unwrap_or(Err(SinkError::Panicked)),
             None => Ok(()),
         };
         let returned = self.returned.try_iter().collect();

@@ -246,6 +246,12 @@ pub enum SinkError {
     /// The writer's event loop could not be set up or polled.
     #[error("syslog writer: {0}")]
     Poll(io::Error),
+    /// The writer thread could not be started.
+    #[error("cannot start the writer thread: {0}")]
+    Spawn(io::Error),
+    /// The writer thread panicked (a bug: please report it).
+    #[error("the writer thread panicked")]
+    Panicked,
 }
 
 /// A batch could not be sent: the writer has stopped (its thread's result

@@ -103,6 +103,7 @@ impl SyslogWriter {
             relp_inflight: VecDeque::new(),
             read_buffer: Vec::new(),
             ack_poll: ACK_POLL_MIN,
+            udp_failing: false,
         };
         state.run()
     }
@@ -374,6 +375,9 @@ struct Loop {
     relp_inflight: VecDeque<RelpInFlight>,
     read_buffer: Vec<u8>,
     ack_poll: Duration,
+    /// The last UDP send failed (the status shows a send error until one
+    /// succeeds).
+    udp_failing: bool,
 }
 
 impl Loop {
@@ -853,12 +857,23 @@ impl Loop {
                 sent = socket.send(message);
             }
             match sent {
-                Ok(_) => {}
+                Ok(_) => {
+                    if self.udp_failing {
+                        self.udp_failing = false;
+                        if self.health.set(LinkState::Connected, None) {
+                            eprintln!(
+                                "siem-agent: syslog: {}: UDP sends succeed again",
+                                self.plan.target()
+                            );
+                        }
+                    }
+                }
                 Err(e) if would_block(&e) => {
                     *writable = false;
                     return Ok(());
                 }
                 Err(e) => {
+                    self.udp_failing = true;
                     SinkHealth::count(&self.health.counters.dropped, 1);
                     if self
                         .health
