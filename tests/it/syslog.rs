@@ -215,6 +215,39 @@ fn relp_arrives_byte_exact() {
 }
 
 #[test]
+fn relp_over_mutual_tls_arrives_byte_exact() {
+    let pki = TestPki::generate().expect("test PKI");
+    let dir = scratch("relp-tls-files");
+    let client = pki.client_identity("siem-agent").expect("client identity");
+    for (name, text) in [
+        ("ca.pem", pki.ca_pem().to_owned()),
+        ("client.pem", client.cert_pem),
+        ("client.key", client.key_pem),
+    ] {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let daemon = Rsyslog::start("relp-tls", Input::RelpTls, Some(&pki));
+    assert_byte_exact(
+        &daemon,
+        "localhost",
+        &[
+            "--syslog-protocol",
+            "relp-tls",
+            "--syslog-ca",
+            &ca,
+            "--syslog-client-cert",
+            &cert,
+            "--syslog-client-key",
+            &key,
+        ],
+        1000,
+        "relp-tls",
+    );
+}
+
+#[test]
 fn tls_arrives_byte_exact_and_verifies_the_server() {
     let pki = TestPki::generate().expect("test PKI");
     let dir = scratch("tls-files");

@@ -26,6 +26,10 @@ pub enum Input {
     Udp,
     /// RELP (imrelp).
     Relp,
+    /// RELP over TLS (imrelp with librelp's TLS). With certificates
+    /// configured, librelp requires one from the client too: this is mutual
+    /// TLS, the client's certificate checked against the test CA.
+    RelpTls,
     /// TLS (imtcp with the gtls driver); with `client_auth`, a client
     /// certificate signed by the test CA is required.
     Tls {
@@ -80,12 +84,14 @@ impl Rsyslog {
             dir = dir.display()
         );
         let tls = matches!(input, Input::Tls { .. });
-        if tls {
+        if tls || input == Input::RelpTls {
             let pki = pki.expect("TLS needs the test PKI");
             let server = pki.server_identity();
             std::fs::write(dir.join("ca.pem"), pki.ca_pem()).expect("write");
             std::fs::write(dir.join("server.pem"), server.cert_pem).expect("write");
             std::fs::write(dir.join("server.key"), server.key_pem).expect("write");
+        }
+        if tls {
             conf.push_str(&format!(
                 "global(DefaultNetstreamDriverCAFile=\"{d}/ca.pem\" \
                  DefaultNetstreamDriverCertFile=\"{d}/server.pem\" \
@@ -149,6 +155,17 @@ impl Rsyslog {
                 ));
                 port
             }
+            Input::RelpTls => {
+                let port = free_port(false);
+                conf.push_str(&format!(
+                    "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" \
+                     port=\"{port}\" ruleset=\"out\" tls=\"on\" tls.caCert=\"{d}/ca.pem\" \
+                     tls.myCert=\"{d}/server.pem\" tls.myPrivKey=\"{d}/server.key\" \
+                     tls.authMode=\"certvalid\")\n",
+                    d = dir.display()
+                ));
+                port
+            }
             Input::Relp => {
                 let port = free_port(false);
                 conf.push_str(&format!(
@@ -192,7 +209,7 @@ impl Rsyslog {
             .expect("rsyslogd starts");
         self.child = Some(child);
         read_port(&ready);
-        if self.input == Input::Relp {
+        if matches!(self.input, Input::Relp | Input::RelpTls) {
             // The RELP listener comes up with the others; make sure.
             let deadline = Instant::now() + Duration::from_secs(10);
             while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -272,7 +289,11 @@ impl Drop for Rsyslog {
                 .status();
         }
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // KEEP_RSYSLOG=1 keeps the daemon's directory (config, log, output)
+        // for a look after a failure.
+        if std::env::var_os("KEEP_RSYSLOG").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
