@@ -85,7 +85,11 @@ fn blackhole(tls: Option<Arc<rustls::ServerConfig>>, relp: bool) -> (u16, JoinHa
                     ),
                     writer: stream,
                 };
-                drain(rustls::StreamOwned::new(connection, buffered), relp)
+                if relp {
+                    drain(rustls::StreamOwned::new(connection, buffered), relp)
+                } else {
+                    drain_tls(connection, buffered)
+                }
             }
         }
     });
@@ -152,6 +156,37 @@ fn drain<S: Read + Write>(mut stream: S, relp: bool) -> u64 {
             return total;
         }
         let _ = stream.flush();
+    }
+}
+
+/// A TLS blackhole that counts plaintext in place (`BufRead` on the
+/// rustls reader) instead of copying it out, as a receiver that parses
+/// records straight from the decrypted buffer would.
+fn drain_tls(mut connection: rustls::ServerConnection, mut socket: Buffered) -> u64 {
+    let mut total = 0u64;
+    loop {
+        if connection.wants_write() && connection.write_tls(&mut socket).is_err() {
+            return total;
+        }
+        match connection.read_tls(&mut socket) {
+            Ok(0) | Err(_) => return total,
+            Ok(_) => {}
+        }
+        let Ok(state) = connection.process_new_packets() else {
+            return total;
+        };
+        let mut reader = connection.reader();
+        while let Ok(plain) = std::io::BufRead::fill_buf(&mut reader) {
+            if plain.is_empty() {
+                return total;
+            }
+            let n = plain.len();
+            total += n as u64;
+            std::io::BufRead::consume(&mut reader, n);
+        }
+        if state.peer_has_closed() {
+            return total;
+        }
     }
 }
 

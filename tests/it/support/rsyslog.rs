@@ -1,6 +1,7 @@
-//! A real rsyslog daemon on loopback for the delivery tests: started with a
-//! config generated here, writing every message it takes, exactly as
-//! received (`%rawmsg%`), one per line, to a file the test reads.
+//! A real rsyslog daemon on loopback for the delivery tests: started with
+//! the configuration in `tests/rsyslog/` (the placeholders filled in here),
+//! writing every message it takes, exactly as received (`%rawmsg%`), one
+//! per line, to a file the test reads.
 //!
 //! `scripts/install-test-deps` (run by `scripts/test`) installs rsyslog and
 //! its RELP and TLS modules from Debian.
@@ -49,6 +50,14 @@ pub struct Rsyslog {
     output: PathBuf,
 }
 
+/// A file from `tests/rsyslog/`.
+fn config_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/rsyslog")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A free loopback port (closed again at once; the daemon binds it next).
 fn free_port(udp: bool) -> u16 {
     if udp {
@@ -77,104 +86,42 @@ impl Rsyslog {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let output = dir.join("received.log");
-        let ready_file = dir.join("ready.port");
         let main_port_file = dir.join("main.port");
-        let mut conf = format!(
-            "global(workDirectory=\"{dir}\" maxMessageSize=\"256k\")\n",
-            dir = dir.display()
-        );
-        let tls = matches!(input, Input::Tls { .. });
-        if tls || input == Input::RelpTls {
+        if matches!(input, Input::Tls { .. } | Input::RelpTls) {
             let pki = pki.expect("TLS needs the test PKI");
             let server = pki.server_identity();
             std::fs::write(dir.join("ca.pem"), pki.ca_pem()).expect("write");
             std::fs::write(dir.join("server.pem"), server.cert_pem).expect("write");
             std::fs::write(dir.join("server.key"), server.key_pem).expect("write");
         }
-        if tls {
-            conf.push_str(&format!(
-                "global(DefaultNetstreamDriverCAFile=\"{d}/ca.pem\" \
-                 DefaultNetstreamDriverCertFile=\"{d}/server.pem\" \
-                 DefaultNetstreamDriverKeyFile=\"{d}/server.key\")\n",
-                d = dir.display()
-            ));
-            let mode = match input {
-                Input::Tls { client_auth: true } => "x509/certvalid",
-                _ => "anon",
-            };
-            conf.push_str(&format!(
-                "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" \
-                 StreamDriver.AuthMode=\"{mode}\")\n"
-            ));
-        } else {
-            conf.push_str("module(load=\"imtcp\")\n");
-        }
-        // Acknowledged messages must already be in the file when the
-        // daemon is killed: no queue in between, no buffered writes.
-        conf.push_str(
-            "main_queue(queue.type=\"Direct\")\n\
-             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n",
-        );
-        conf.push_str(&format!(
-            "ruleset(name=\"out\" queue.type=\"Direct\") {{\n  action(type=\"omfile\" file=\"{}\" \
-             template=\"raw\" asyncWriting=\"off\" flushOnTXEnd=\"on\" ioBufferSize=\"4k\")\n}}\n",
-            output.display()
-        ));
-        // A port-0 TCP input whose port file says the daemon is up.
-        conf.push_str(&format!(
-            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"0\" ruleset=\"out\" \
-             listenPortFileName=\"{}\")\n",
-            ready_file.display()
-        ));
-        let tcp_input = |address: &str, lf_only: bool| {
-            format!(
-                "input(type=\"imtcp\" address=\"{address}\" port=\"0\" ruleset=\"out\" \
-                 supportOctetCountedFraming=\"{}\" listenPortFileName=\"{}\")\n",
-                if lf_only { "off" } else { "on" },
-                main_port_file.display()
-            )
+        let imtcp = match input {
+            Input::Tls { client_auth: true } => {
+                config_file("imtcp-gtls.conf").replace("@AUTHMODE@", "x509/certvalid")
+            }
+            Input::Tls { client_auth: false } => {
+                config_file("imtcp-gtls.conf").replace("@AUTHMODE@", "anon")
+            }
+            _ => config_file("imtcp-plain.conf"),
         };
-        let port = match input {
-            Input::TcpLf => {
-                conf.push_str(&tcp_input("127.0.0.1", true));
-                0
-            }
-            Input::TcpOctetCounted | Input::Tls { .. } => {
-                conf.push_str(&tcp_input("127.0.0.1", false));
-                0
-            }
-            Input::TcpIpv6 => {
-                conf.push_str(&tcp_input("::1", true));
-                0
-            }
-            Input::Udp => {
-                let port = free_port(true);
-                conf.push_str(&format!(
-                    "module(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" \
-                     port=\"{port}\" ruleset=\"out\" rcvbufSize=\"4m\")\n"
-                ));
-                port
-            }
-            Input::RelpTls => {
-                let port = free_port(false);
-                conf.push_str(&format!(
-                    "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" \
-                     port=\"{port}\" ruleset=\"out\" tls=\"on\" tls.caCert=\"{d}/ca.pem\" \
-                     tls.myCert=\"{d}/server.pem\" tls.myPrivKey=\"{d}/server.key\" \
-                     tls.authMode=\"certvalid\")\n",
-                    d = dir.display()
-                ));
-                port
-            }
-            Input::Relp => {
-                let port = free_port(false);
-                conf.push_str(&format!(
-                    "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" \
-                     port=\"{port}\" ruleset=\"out\")\n"
-                ));
-                port
-            }
+        let (input_conf, port) = match input {
+            Input::TcpLf => (
+                config_file("input-tcp-lf.conf").replace("@ADDRESS@", "127.0.0.1"),
+                0,
+            ),
+            Input::TcpIpv6 => (
+                config_file("input-tcp-lf.conf").replace("@ADDRESS@", "::1"),
+                0,
+            ),
+            Input::TcpOctetCounted | Input::Tls { .. } => (config_file("input-tcp-octet.conf"), 0),
+            Input::Udp => (config_file("input-udp.conf"), free_port(true)),
+            Input::Relp => (config_file("input-relp.conf"), free_port(false)),
+            Input::RelpTls => (config_file("input-relp-tls.conf"), free_port(false)),
         };
+        let conf = config_file("receiver.conf")
+            .replace("@IMTCP@", &imtcp)
+            .replace("@INPUT@", &input_conf)
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", &dir.display().to_string());
         let conf_path = dir.join("rsyslog.conf");
         std::fs::write(&conf_path, conf).expect("write config");
         let mut daemon = Self {
