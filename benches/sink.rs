@@ -165,8 +165,10 @@ fn drain<S: Read + Write>(mut stream: S, relp: bool) -> u64 {
 fn drain_tls(mut connection: rustls::ServerConnection, mut socket: Buffered) -> u64 {
     let mut total = 0u64;
     loop {
-        if connection.wants_write() && connection.write_tls(&mut socket).is_err() {
-            return total;
+        while connection.wants_write() {
+            if connection.write_tls(&mut socket).is_err() {
+                return total;
+            }
         }
         match connection.read_tls(&mut socket) {
             Ok(0) | Err(_) => return total,
