@@ -902,60 +902,55 @@ impl Loop {
             if self.chunk.is_none() && !self.next_chunk() {
                 return Ok(());
             }
-            let Some(link) = &mut self.link else {
+            if !self.write_chunk()? {
+                return Ok(());
+            }
+            let (Some(link), Some(chunk)) = (&self.link, self.chunk.take()) else {
                 return Ok(());
             };
-            let Some(chunk) = &mut self.chunk else {
-                return Ok(());
-            };
-            if !link.writable {
-                return Ok(());
-            }
-            while chunk.done < chunk.len {
-                let data = match chunk.source {
-                    ChunkSource::Frame => &self.frame[chunk.done..chunk.len],
-                    ChunkSource::Batch { start } => {
-                        let Some(front) = self.pending.front() else {
-                            return Ok(());
-                        };
-                        let index = usize::try_from(chunk.seq - front.seq).unwrap_or(usize::MAX);
-                        let Some(pending) = self.pending.get(index) else {
-                            return Ok(());
-                        };
-                        &pending.batch.bytes[start + chunk.done..start + chunk.len]
-                    }
-                };
-                match link.write(data) {
-                    Ok(n) => chunk.done += n,
-                    Err(e) if would_block(&e) => return Ok(()),
-                    Err(e) => {
-                        return Err(Failure::send(format!(
-                            "{} ({}): {e}",
-                            self.plan.target(),
-                            link.address
-                        )))
-                    }
-                }
-            }
-            match link.flush() {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e) => {
-                    return Err(Failure::send(format!(
-                        "{} ({}): {e}",
-                        self.plan.target(),
-                        link.address
-                    )))
-                }
-            }
             self.marks.push_back(Mark {
                 position: link.written,
                 seq: chunk.seq,
                 end: chunk.end,
             });
             self.ack_poll = ACK_POLL_MIN;
-            self.chunk = None;
         }
+    }
+
+    /// Writes the rest of the current chunk (from its batch or from
+    /// `frame`) and any TLS records it left; true when all of it is in the
+    /// socket, false when the socket is full for now.
+    fn write_chunk(&mut self) -> Result<bool, Failure> {
+        let (Some(link), Some(chunk)) = (&mut self.link, &mut self.chunk) else {
+            return Ok(false);
+        };
+        let failed = |link: &Link, e: io::Error| {
+            Failure::send(format!("{} ({}): {e}", self.plan.target(), link.address))
+        };
+        while chunk.done < chunk.len {
+            if !link.writable {
+                return Ok(false);
+            }
+            let data = match chunk.source {
+                ChunkSource::Frame => &self.frame[chunk.done..chunk.len],
+                ChunkSource::Batch { start } => {
+                    let Some(front) = self.pending.front() else {
+                        return Ok(false);
+                    };
+                    let index = usize::try_from(chunk.seq - front.seq).unwrap_or(usize::MAX);
+                    let Some(pending) = self.pending.get(index) else {
+                        return Ok(false);
+                    };
+                    &pending.batch.bytes[start + chunk.done..start + chunk.len]
+                }
+            };
+            match link.write(data) {
+                Ok(n) => chunk.done += n,
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) => return Err(failed(link, e)),
+            }
+        }
+        link.flush().map_err(|e| failed(link, e))
     }
 
     /// Prepares the next chunk; false when every line has been handed over.
@@ -1079,40 +1074,19 @@ impl Loop {
         }
     }
 
-    /// Writes the framed RELP bytes in `frame`.
+    /// Writes the framed RELP bytes in `frame`, and frames more while the
+    /// window has room.
     fn write_frames(&mut self) -> Result<(), Failure> {
-        let Some(link) = &mut self.link else {
-            return Ok(());
-        };
-        let Some(chunk) = &mut self.chunk else {
-            return Ok(());
-        };
-        while chunk.done < chunk.len && link.writable {
-            match link.write(&self.frame[chunk.done..chunk.len]) {
-                Ok(n) => chunk.done += n,
-                Err(e) if would_block(&e) => return Ok(()),
-                Err(e) => {
-                    return Err(Failure::send(format!(
-                        "{} ({}): {e}",
-                        self.plan.target(),
-                        link.address
-                    )))
-                }
-            }
-        }
-        if chunk.done == chunk.len
-            && link
-                .flush()
-                .map_err(|e| Failure::send(format!("{}: {e}", link.address)))?
-        {
+        while self.chunk.is_some() && self.write_chunk()? {
             self.chunk = None;
-            if matches!(link.phase, Phase::Ready) {
-                // Room in the window may be waiting: frame and write more.
-                self.frame_relp();
-                if self.chunk.is_some() {
-                    return self.write_frames();
-                }
+            if !self
+                .link
+                .as_ref()
+                .is_some_and(|l| matches!(l.phase, Phase::Ready))
+            {
+                break;
             }
+            self.frame_relp();
         }
         Ok(())
     }
