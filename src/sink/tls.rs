@@ -116,7 +116,14 @@ impl TlsClient {
                 }
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // AES-128-GCM first: as safe as AES-256-GCM for this use and about
+        // a third cheaper per byte (10 rounds instead of 14), on both ends;
+        // the server still chooses among everything offered.
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider
+            .cipher_suites
+            .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let provider = Arc::new(provider);
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
@@ -199,5 +206,49 @@ mod tests {
             assert!(error.starts_with("--syslog-ca"), "{error}");
             assert!(error.contains(&path.display().to_string()), "{error}");
         }
+    }
+
+    #[test]
+    fn prefers_aes_128_gcm_and_the_server_takes_it() {
+        let dir = scratch("suite");
+        let pki = TestPki::generate().expect("pki");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, pki.ca_pem()).expect("write");
+        let client = TlsClient::build(
+            "localhost",
+            &TlsOptions {
+                ca_file: Some(ca),
+                ..TlsOptions::default()
+            },
+        )
+        .expect("client");
+        let mut client_side =
+            rustls::ClientConnection::new(client.config, client.server_name).expect("client");
+        let mut server_side =
+            rustls::ServerConnection::new(pki.server_config().expect("server")).expect("server");
+        // An in-memory handshake: shuttle records until neither side has any.
+        for _ in 0..10 {
+            let mut to_server = Vec::new();
+            while client_side.wants_write() {
+                client_side.write_tls(&mut to_server).expect("client writes");
+            }
+            server_side
+                .read_tls(&mut to_server.as_slice())
+                .expect("server reads");
+            server_side.process_new_packets().expect("server accepts");
+            let mut to_client = Vec::new();
+            while server_side.wants_write() {
+                server_side.write_tls(&mut to_client).expect("server writes");
+            }
+            client_side
+                .read_tls(&mut to_client.as_slice())
+                .expect("client reads");
+            client_side.process_new_packets().expect("client accepts");
+        }
+        assert!(!client_side.is_handshaking());
+        assert_eq!(
+            client_side.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
     }
 }
