@@ -230,7 +230,9 @@ mod tests {
         for _ in 0..10 {
             let mut to_server = Vec::new();
             while client_side.wants_write() {
-                client_side.write_tls(&mut to_server).expect("client writes");
+                client_side
+                    .write_tls(&mut to_server)
+                    .expect("client writes");
             }
             server_side
                 .read_tls(&mut to_server.as_slice())
@@ -238,7 +240,9 @@ mod tests {
             server_side.process_new_packets().expect("server accepts");
             let mut to_client = Vec::new();
             while server_side.wants_write() {
-                server_side.write_tls(&mut to_client).expect("server writes");
+                server_side
+                    .write_tls(&mut to_client)
+                    .expect("server writes");
             }
             client_side
                 .read_tls(&mut to_client.as_slice())
