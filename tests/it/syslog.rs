@@ -214,10 +214,9 @@ fn relp_arrives_byte_exact() {
     );
 }
 
-#[test]
-fn relp_over_mutual_tls_arrives_byte_exact() {
-    let pki = TestPki::generate().expect("test PKI");
-    let dir = scratch("relp-tls-files");
+/// Writes the test CA and a client certificate and key it signed into
+/// `dir`; returns their paths (CA, certificate, key).
+fn client_tls_files(pki: &TestPki, dir: &Path) -> (String, String, String) {
     let client = pki.client_identity("siem-agent").expect("client identity");
     for (name, text) in [
         ("ca.pem", pki.ca_pem().to_owned()),
@@ -227,7 +226,14 @@ fn relp_over_mutual_tls_arrives_byte_exact() {
         std::fs::write(dir.join(name), text).expect("write");
     }
     let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
-    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    (path("ca.pem"), path("client.pem"), path("client.key"))
+}
+
+#[test]
+fn relp_over_mutual_tls_arrives_byte_exact() {
+    let pki = TestPki::generate().expect("test PKI");
+    let dir = scratch("relp-tls-files");
+    let (ca, cert, key) = client_tls_files(&pki, &dir);
     let daemon = Rsyslog::start("relp-tls", Input::RelpTls, Some(&pki));
     assert_byte_exact(
         &daemon,
@@ -302,17 +308,8 @@ fn tls_arrives_byte_exact_and_verifies_the_server() {
 fn mutual_tls_presents_the_client_certificate() {
     let pki = TestPki::generate().expect("test PKI");
     let dir = scratch("mtls-files");
-    let client = pki.client_identity("siem-agent").expect("client identity");
-    for (name, text) in [
-        ("ca.pem", pki.ca_pem().to_owned()),
-        ("client.pem", client.cert_pem),
-        ("client.key", client.key_pem),
-    ] {
-        std::fs::write(dir.join(name), text).expect("write");
-    }
-    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
     let daemon = Rsyslog::start("mtls", Input::Tls { client_auth: true }, Some(&pki));
-    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let (ca, cert, key) = client_tls_files(&pki, &dir);
     assert_byte_exact(
         &daemon,
         "localhost",
