@@ -226,6 +226,22 @@ fn would_block(error: &io::Error) -> bool {
 }
 
 impl Link {
+    /// A new connection in `phase`. A UDP socket can send at once; a TCP
+    /// connect has `CONNECT_TIMEOUT` to finish (with its handshakes).
+    fn new(socket: Socket, address: SocketAddr, phase: Phase) -> Self {
+        let udp = matches!(socket, Socket::Udp(_));
+        Self {
+            socket,
+            tls: None,
+            phase,
+            deadline: Instant::now() + CONNECT_TIMEOUT,
+            address,
+            writable: udp,
+            written: 0,
+            txnr: 1,
+        }
+    }
+
     fn tcp(&mut self) -> Option<&mut TcpStream> {
         match &mut self.socket {
             Socket::Tcp(stream) => Some(stream),
@@ -502,16 +518,7 @@ impl Loop {
             });
             match opened {
                 Ok(socket) => {
-                    self.link = Some(Link {
-                        socket: Socket::Udp(socket),
-                        tls: None,
-                        phase: Phase::Ready,
-                        deadline: Instant::now(),
-                        address,
-                        writable: true,
-                        written: 0,
-                        txnr: 1,
-                    });
+                    self.link = Some(Link::new(Socket::Udp(socket), address, Phase::Ready));
                     self.on_ready();
                     return Ok(());
                 }
@@ -537,16 +544,8 @@ impl Loop {
             });
             match started {
                 Ok(stream) => {
-                    self.link = Some(Link {
-                        socket: Socket::Tcp(stream),
-                        tls: None,
-                        phase: Phase::Connecting { rest: addresses },
-                        deadline: Instant::now() + CONNECT_TIMEOUT,
-                        address,
-                        writable: false,
-                        written: 0,
-                        txnr: 1,
-                    });
+                    let phase = Phase::Connecting { rest: addresses };
+                    self.link = Some(Link::new(Socket::Tcp(stream), address, phase));
                     return Ok(());
                 }
                 Err(e) => last = format!("{address}: {e}"),
