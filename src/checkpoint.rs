@@ -73,16 +73,7 @@ impl CheckpointStore {
             StreamKind::Activities => "activities",
             StreamKind::Alerts => "alerts",
         };
-        let tenant: String = tenant
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let tenant = Self::file_stem(tenant);
         self.dir.join(format!("{tenant}.{kind}.checkpoint.json"))
     }
 
@@ -156,27 +147,56 @@ impl CheckpointStore {
             let _ = value.try_insert("scan", object);
         }
         let text = value.encode();
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| CheckpointError::Io { path, source }
-        };
-        let temporary = path.with_extension("json.tmp");
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(io(&temporary))?;
-        file.write_all(text.as_bytes()).map_err(io(&temporary))?;
-        file.sync_all().map_err(io(&temporary))?;
-        drop(file);
-        fs::rename(&temporary, &path).map_err(io(&path))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io(&self.dir))?;
-        Ok(())
+        write_atomically(&self.dir, &path, text.as_bytes())
     }
+
+    /// The directory the files live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file name stem for `tenant`: characters a file name should not
+    /// hold become `_`.
+    pub fn file_stem(tenant: &str) -> String {
+        tenant
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// Replaces `path` (in `dir`) with `bytes` so that a crash at any instant
+/// leaves the old or the new file: temporary file with mode 0600, fsync,
+/// rename, fsync of the directory.
+pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CheckpointError::Io { path, source }
+    };
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io(&temporary))?;
+    file.write_all(bytes).map_err(io(&temporary))?;
+    file.sync_all().map_err(io(&temporary))?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(io(path))?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
 }
 
 #[cfg(test)]

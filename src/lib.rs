@@ -10,10 +10,13 @@
 pub mod cef;
 pub mod checkpoint;
 pub mod config;
+pub mod logging;
 pub mod parse;
 pub mod pipeline;
 pub mod replay;
+pub mod shutdown;
 pub mod simulator;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod syslog;

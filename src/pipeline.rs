@@ -1,32 +1,54 @@
-//! The agent's main loop: pull a page, encode the records the cursor says
-//! are new, deliver them, and only then move the durable checkpoint.
+//! The agent's threads and channels: the one module that spawns threads and
+//! makes channels, so the data flow is all here.
 //!
-//! Delivery runs on its own writer thread (see [`crate::sink`]); this is
-//! the one module that spawns threads and makes channels. Each page's lines
-//! go to the writer in batches, the last of which carries the page's
-//! ticket; when the writer hands that batch back, every line of the page is
-//! confirmed and the page's checkpoint is saved. A crash before that
-//! repeats the unconfirmed pages on restart and loses nothing. When the
-//! receiver is down the writer stops taking batches, the channel fills, and
-//! this loop blocks: fetching pauses until delivery resumes.
+//! Each tenant runs three threads:
 //!
-//! Data types take turns: a type with more pages waiting goes again at once
-//! (the shared request budget paces everything), a type that has caught up
-//! waits for the poll interval.
+//! ```text
+//!  fetch ──pages (1)──▶ parse+encode ──batches (8)──▶ writer ──▶ receiver
+//!    ▲  ◀──verdict───────┘  ▲  │                        │
+//!    └───spare page buffers─┘  └◀──confirmed batches────┘
+//! ```
+//!
+//! * fetch: schedules the data types, waits for the request budget, reads
+//!   each response into a recycled buffer and hands it over. It waits for
+//!   the encoder's verdict (the page's paging facts, read as soon as the
+//!   page is parsed) before the next request, because the next request
+//!   depends on them, but not for the encoding, which overlaps with the
+//!   next fetch. A page the encoder rejects is fetched again.
+//! * parse+encode: parses each page once (simd-json), moves the cursor,
+//!   encodes the new records straight into recycled batches of about
+//!   [`BATCH_BYTES`], and saves a page's checkpoint when the writer hands
+//!   back the page's last batch, confirmed.
+//! * writer: see [`crate::sink`].
+//!
+//! Every channel is bounded, so a receiver that is down fills the batch
+//! channel, the encoder blocks, the fetcher waits for its verdict, and no
+//! more requests are made: memory stays bounded and nothing is lost. A
+//! crash repeats only the unconfirmed pages.
+//!
+//! The service ([`serve`]) starts one such group per tenant, so one
+//! tenant's dead receiver stalls only that tenant, and supervises them: it
+//! logs state transitions, writes status files, reloads the configuration,
+//! and shuts down cleanly (stop fetching, drain, confirm, checkpoint).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::RwLock;
+use simd_json::prelude::*;
 use simd_json::OwnedValue;
+use tracing::{error, info, warn};
 
 use crate::cef::Encoder;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::parse::Parser;
+use crate::shutdown::StopSignal;
 use crate::simulator::data::StreamKind;
 use crate::sink::{
     Batch, Destination, Feed, SinkError, SinkHealth, SyslogWriter, WriterStopped, BATCH_BYTES,
@@ -34,10 +56,39 @@ use crate::sink::{
 use crate::source::budget::RequestBudget;
 use crate::source::client::{ApiClient, ClientConfig, FetchError};
 use crate::source::cursor::Cursor;
-use simd_json::prelude::*;
+use crate::status::{self, kind_name, Direction, State, TenantStatus};
 
 /// Batches waiting in the channel to the writer.
 pub const SINK_CHANNEL_BATCHES: usize = 8;
+/// Pages waiting in the channel to the encoder (one more is being encoded
+/// and one fetched: three page buffers at most).
+pub const PAGE_CHANNEL_PAGES: usize = 1;
+/// Page size (bytes of JSON) above which the parser's and the page's
+/// buffers are released after use instead of kept: a backfill page of
+/// 5,000 records needs about 30 MiB while it is processed, a tail page a
+/// fraction of that, and a long-running tail should not keep the
+/// backfill's peak.
+pub const RETAIN_PAGE_BYTES: usize = 2 << 20;
+/// How often the service looks at its tenants, signals and config file.
+pub const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
+/// A status file is rewritten at least this often (its `updated` time
+/// tells a reader the agent is alive).
+pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
+
+/// Exit status: the API rejected the credentials at start-up (`EX_NOPERM`).
+pub const EXIT_INVALID_TOKEN: u8 = 77;
+/// Exit status: too many consecutive critical failures (`EX_TEMPFAIL`, so a
+/// service manager restarts the agent).
+pub const EXIT_TOO_MANY_ERRORS: u8 = 75;
+/// Exit status: the checkpoint could not be read or written (`EX_CANTCREAT`).
+pub const EXIT_CHECKPOINT: u8 = 73;
+/// Exit status: the HTTP client could not be set up, e.g. an unusable CA
+/// file (`EX_CONFIG`).
+pub const EXIT_CLIENT_SETUP: u8 = 78;
+/// Exit status: the output failed, or a thread could not start (`EX_IOERR`).
+pub const EXIT_OUTPUT: u8 = 74;
+/// Exit status: a bug (a thread panicked) (`EX_SOFTWARE`).
+pub const EXIT_INTERNAL: u8 = 70;
 
 /// The running writer thread and both ends the producer uses.
 pub struct SinkHandle {
@@ -109,10 +160,16 @@ impl SinkHandle {
     /// Sends a batch, blocking while the writer is behind. On failure the
     /// writer has stopped: [`finish`](Self::finish) says why.
     pub fn send(&mut self, batch: Batch) -> Result<(), WriterStopped> {
-        match &self.feed {
-            Some(feed) => feed.send(batch).map_err(|_| WriterStopped),
-            None => Err(WriterStopped),
-        }
+        let Some(feed) = &self.feed else {
+            return Err(WriterStopped);
+        };
+        // Counted before the send: the writer may take it at once.
+        let queued = &self.health.counters.queued;
+        queued.fetch_add(1, Ordering::Relaxed);
+        feed.send(batch).map_err(|_| {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            WriterStopped
+        })
     }
 
     /// Batches the writer has confirmed.
@@ -121,8 +178,8 @@ impl SinkHandle {
     }
 
     /// Closes the channel and waits until the writer has confirmed
-    /// everything (forever, if the receiver never comes back), returning
-    /// the batches confirmed meanwhile.
+    /// everything (forever, if the receiver never comes back, unless the
+    /// writer is abandoned), returning the batches confirmed meanwhile.
     pub fn finish(&mut self) -> Result<Vec<Batch>, SinkError> {
         drop(self.feed.take());
         let result = match self.thread.take() {
@@ -134,32 +191,14 @@ impl SinkHandle {
     }
 }
 
-/// Page size (bytes of JSON) above which the parser's and the batch's
-/// buffers are released after use instead of kept: a backfill page of 5,000
-/// records needs about 30 MiB while it is processed, a tail page a fraction
-/// of that, and a long-running tail should not keep the backfill's peak.
-pub const RETAIN_PAGE_BYTES: usize = 2 << 20;
-/// Capacity the batch buffer starts with and returns to.
-pub const BATCH_CAPACITY: usize = 1 << 20;
-
-/// Exit status: the API rejected the credentials at start-up (`EX_NOPERM`).
-pub const EXIT_INVALID_TOKEN: u8 = 77;
-/// Exit status: too many consecutive critical failures (`EX_TEMPFAIL`, so a
-/// service manager restarts the agent).
-pub const EXIT_TOO_MANY_ERRORS: u8 = 75;
-/// Exit status: the checkpoint could not be read or written (`EX_CANTCREAT`).
-pub const EXIT_CHECKPOINT: u8 = 73;
-/// Exit status: the HTTP client could not be set up, e.g. an unusable CA
-/// file (`EX_CONFIG`).
-pub const EXIT_CLIENT_SETUP: u8 = 78;
-/// Exit status: the output failed (`EX_IOERR`).
-pub const EXIT_OUTPUT: u8 = 74;
-
-/// A validated `run`.
+/// One tenant, validated.
 #[derive(Debug)]
 pub struct RunPlan {
-    /// Name used for checkpoint files.
+    /// Name used for checkpoint and status files, metrics and logs.
     pub tenant: String,
+    /// Everything the plan was built from, to tell whether a reloaded
+    /// configuration changed this tenant (no secrets in it).
+    pub fingerprint: String,
     /// How to reach the API.
     pub client: ClientConfig,
     /// Requests per minute for the tenant (0: unlimited).
@@ -168,34 +207,59 @@ pub struct RunPlan {
     pub kinds: Vec<StreamKind>,
     /// Extra API filters per data type.
     pub filters: HashMap<StreamKind, OwnedValue>,
-    /// Where checkpoints live.
-    pub state_dir: std::path::PathBuf,
     /// How far back a first start (or a return from a long stop) reaches.
     pub backfill: Duration,
     /// Wait between polls once a data type has caught up.
     pub poll_interval: Duration,
     /// Consecutive critical failures tolerated.
     pub max_critical_errors: u32,
-    /// Stop once every data type has caught up.
-    pub once: bool,
     /// The CEF encoder.
     pub encoder: Encoder,
     /// Where the lines go.
     pub destination: Destination,
 }
 
+/// The whole service, validated.
+#[derive(Debug)]
+pub struct ServicePlan {
+    /// The tenants, names unique.
+    pub tenants: Vec<RunPlan>,
+    /// Where checkpoints and status files live.
+    pub state_dir: PathBuf,
+    /// Stop once every data type of every tenant has caught up.
+    pub once: bool,
+    /// How long a shutdown waits for the receivers to confirm what was
+    /// sent before giving up (what is unconfirmed is sent again at the
+    /// next start).
+    pub shutdown_timeout: Duration,
+    /// Where to serve metrics and `/healthz`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The credentials were rejected before anything was fetched.
-    #[error("{0}")]
-    InvalidToken(FetchError),
+    #[error("{tenant}: {source}")]
+    InvalidToken {
+        /// The tenant.
+        tenant: String,
+        /// The rejection.
+        source: FetchError,
+    },
     /// The HTTP client could not be built from the configuration.
-    #[error("cannot set up the API client: {0}")]
-    ClientSetup(FetchError),
+    #[error("{tenant}: cannot set up the API client: {source}")]
+    ClientSetup {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        source: FetchError,
+    },
     /// Consecutive critical failures reached the configured limit.
-    #[error("Too many critical errors: {count} consecutive failures; the last: {last}")]
+    #[error("{tenant}: Too many critical errors: {count} consecutive failures; the last: {last}")]
     TooManyCriticalErrors {
+        /// The tenant.
+        tenant: String,
         /// How many.
         count: u32,
         /// The last one.
@@ -207,42 +271,49 @@ pub enum RunError {
     /// The output failed.
     #[error(transparent)]
     Output(SinkError),
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Spawn(io::Error),
+    /// A thread panicked (a bug: please report it).
+    #[error("internal error: the {0} thread panicked")]
+    Panicked(&'static str),
+    /// The metrics address cannot be listened on.
+    #[error("--metrics-listen {address}: {reason}")]
+    Metrics {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RunError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::InvalidToken(_) => EXIT_INVALID_TOKEN,
-            RunError::ClientSetup(_) => EXIT_CLIENT_SETUP,
+            RunError::InvalidToken { .. } => EXIT_INVALID_TOKEN,
+            RunError::ClientSetup { .. } | RunError::Metrics { .. } => EXIT_CLIENT_SETUP,
             RunError::TooManyCriticalErrors { .. } => EXIT_TOO_MANY_ERRORS,
             RunError::Checkpoint(_) => EXIT_CHECKPOINT,
-            RunError::Output(_) => EXIT_OUTPUT,
+            RunError::Output(_) | RunError::Spawn(_) => EXIT_OUTPUT,
+            RunError::Panicked(_) => EXIT_INTERNAL,
         }
     }
 }
 
-/// What a finished run did (only `--once` runs finish without an error).
+/// What a finished run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
-    /// Records delivered.
+    /// Records fetched as new and handed on for delivery.
     pub records: u64,
     /// Pages fetched.
     pub pages: u64,
 }
 
-/// One data type's state in the loop.
-struct Stream {
-    kind: StreamKind,
-    cursor: Cursor,
-    due: Instant,
-    caught_up: bool,
-}
-
-fn kind_name(kind: StreamKind) -> &'static str {
-    match kind {
-        StreamKind::Activities => "activities",
-        StreamKind::Alerts => "alerts",
+impl std::ops::AddAssign for RunSummary {
+    fn add_assign(&mut self, other: Self) {
+        self.records += other.records;
+        self.pages += other.pages;
     }
 }
 
@@ -252,140 +323,61 @@ fn iso(ms: i64) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-/// Checkpoints waiting for their page's lines to be confirmed, oldest
-/// first, each with the ticket of the page's last batch.
-struct Awaiting<'a> {
-    store: &'a CheckpointStore,
-    tenant: &'a str,
-    pages: VecDeque<(u64, Cursor)>,
+/// A fetched page on its way to the encoder.
+struct Page {
+    bytes: Vec<u8>,
+    /// The cursor the page was requested with.
+    cursor: Cursor,
 }
 
-impl Awaiting<'_> {
-    /// A batch came back confirmed: save every checkpoint it completes.
-    fn settle(&mut self, ticket: u64) -> Result<(), RunError> {
-        if ticket == 0 {
-            return Ok(());
-        }
-        while self.pages.front().is_some_and(|(t, _)| *t <= ticket) {
-            if let Some((_, cursor)) = self.pages.pop_front() {
-                self.store.save(self.tenant, &cursor)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes every batch the writer has returned so far, without waiting.
-    fn collect(&mut self, sink: &mut SinkHandle) -> Result<(), RunError> {
-        while let Ok(batch) = sink.returned().try_recv() {
-            self.settle(batch.ticket)?;
-            sink.recycle(batch);
-        }
-        Ok(())
-    }
-
-    /// Collects returned batches until `until`. A writer that stopped is an
-    /// output error.
-    fn wait(&mut self, sink: &mut SinkHandle, until: Instant) -> Result<(), RunError> {
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match sink.returned().recv_timeout(left) {
-                Ok(batch) => {
-                    self.settle(batch.ticket)?;
-                    sink.recycle(batch);
-                }
-                Err(RecvTimeoutError::Timeout) => return Ok(()),
-                Err(RecvTimeoutError::Disconnected) => return Err(writer_stopped(sink)),
-            }
-        }
-    }
-
-    /// Closes the channel, waits for every line to be confirmed, and saves
-    /// the remaining checkpoints.
-    fn finish(&mut self, sink: &mut SinkHandle) -> Result<(), RunError> {
-        for batch in sink.finish().map_err(RunError::Output)? {
-            self.settle(batch.ticket)?;
-        }
-        Ok(())
-    }
+/// The encoder's answer about a page's paging facts.
+enum Verdict {
+    /// The page is valid; the cursor moves to `next`.
+    Accepted {
+        has_next: bool,
+        next: Cursor,
+        delivered: usize,
+    },
+    /// The page cannot be used (fetch it again).
+    Rejected(String),
 }
 
-/// Logs what delivery cost beyond the lines themselves, if anything.
-fn report_delivery(sink: &SinkHandle, log: &mut dyn Write) {
-    let counters = &sink.health.counters;
-    let resent = counters.resent.load(std::sync::atomic::Ordering::Relaxed);
-    let truncated = counters
-        .truncated
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let dropped = counters.dropped.load(std::sync::atomic::Ordering::Relaxed);
-    if resent + truncated + dropped > 0 {
-        let _ = writeln!(
-            log,
-            "siem-agent: syslog: {resent} line(s) sent again after a connection failed \
-             (possible duplicates), {truncated} cut to the maximum message size, \
-             {dropped} UDP datagram(s) refused"
-        );
-    }
+/// One data type's place in the fetch schedule.
+struct Stream {
+    kind: StreamKind,
+    cursor: Cursor,
+    due: Instant,
+    caught_up: bool,
 }
 
-/// The error of a writer thread that stopped early.
-fn writer_stopped(sink: &mut SinkHandle) -> RunError {
-    match sink.finish() {
-        Err(error) => RunError::Output(error),
-        Ok(_) => RunError::Output(SinkError::Poll(io::Error::other("the writer stopped"))),
-    }
+/// A running tenant: its threads and what they share.
+struct TenantRun {
+    name: String,
+    fingerprint: String,
+    status: Arc<TenantStatus>,
+    stop: StopSignal,
+    fetch: Option<JoinHandle<Result<RunSummary, RunError>>>,
+    encode: Option<JoinHandle<Result<(), RunError>>>,
+    /// States last logged, per direction.
+    logged: [State; 2],
+    /// The last status file written, and when.
+    written: Option<(status::StatusReport, Instant)>,
 }
 
-/// Sends one page's lines in batches of about [`BATCH_BYTES`], cut at line
-/// ends; the last batch carries `ticket`.
-fn send_page(
-    sink: &mut SinkHandle,
-    awaiting: &mut Awaiting<'_>,
-    lines: &[u8],
-    ticket: u64,
-) -> Result<(), RunError> {
-    let mut rest = lines;
-    loop {
-        awaiting.collect(sink)?;
-        let cut = if rest.len() <= BATCH_BYTES {
-            rest.len()
-        } else {
-            rest[..BATCH_BYTES]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .or_else(|| rest.iter().position(|&b| b == b'\n'))
-                .map_or(rest.len(), |at| at + 1)
-        };
-        let mut batch = sink.batch();
-        batch.bytes.extend_from_slice(&rest[..cut]);
-        rest = &rest[cut..];
-        let last = rest.is_empty();
-        if last {
-            batch.ticket = ticket;
-        }
-        if sink.send(batch).is_err() {
-            return Err(writer_stopped(sink));
-        }
-        if last {
-            return Ok(());
-        }
-    }
-}
-
-/// Runs the agent: forever, or with `once` until every data type has
-/// caught up and everything fetched is confirmed. Log lines go to `log`.
-pub fn run(mut plan: RunPlan, log: &mut dyn Write) -> Result<RunSummary, RunError> {
-    let store = CheckpointStore::open(&plan.state_dir)?;
+/// Loads the cursors, builds the client and starts the tenant's threads.
+fn start_tenant(plan: RunPlan, store: &CheckpointStore, once: bool) -> Result<TenantRun, RunError> {
     let now = crate::syslog::now_ms();
     let backfill_ms = i64::try_from(plan.backfill.as_millis()).unwrap_or(i64::MAX / 4);
+    let tenant = plan.tenant.clone();
+    let status = Arc::new(TenantStatus::new(&tenant, &plan.kinds));
     let mut streams = Vec::new();
     for &kind in &plan.kinds {
-        let cursor = match store.load(&plan.tenant, kind)? {
+        let cursor = match store.load(&tenant, kind)? {
             Some(saved) => {
                 let (cursor, skipped) = Cursor::resume(saved, now, backfill_ms);
                 if let Some(gap) = skipped {
-                    let _ = writeln!(
-                        log,
-                        "siem-agent: {}: the checkpoint is older than the backfill window; \
+                    warn!(
+                        "{tenant}: {}: the checkpoint is older than the backfill window; \
                          records from {} to {} are skipped (raise --backfill to fetch them)",
                         kind_name(kind),
                         iso(gap.from),
@@ -403,123 +395,797 @@ pub fn run(mut plan: RunPlan, log: &mut dyn Write) -> Result<RunSummary, RunErro
             caught_up: false,
         });
     }
+    let stop = StopSignal::new();
     let budget = Arc::new(RequestBudget::new(plan.requests_per_minute));
-    let mut client = ApiClient::new(plan.client.clone(), budget).map_err(RunError::ClientSetup)?;
-    let mut sink = spawn_sink(plan.destination.clone()).map_err(RunError::Output)?;
-    let mut awaiting = Awaiting {
-        store: &store,
-        tenant: &plan.tenant,
-        pages: VecDeque::new(),
-    };
-    let mut parser = Parser::new();
-    let mut batch = Vec::with_capacity(BATCH_CAPACITY);
-    let mut summary = RunSummary::default();
-    let mut consecutive_failures = 0u32;
-    let mut fetched_any = false;
-    let mut next_ticket = 1u64;
-    loop {
-        awaiting.collect(&mut sink)?;
-        if plan.once && streams.iter().all(|s| s.caught_up) {
-            awaiting.finish(&mut sink)?;
-            report_delivery(&sink, log);
-            return Ok(summary);
-        }
-        let Some(stream) = streams.iter_mut().min_by_key(|s| s.due) else {
-            awaiting.finish(&mut sink)?;
-            return Ok(summary);
-        };
-        if stream.due > Instant::now() {
-            awaiting.wait(&mut sink, stream.due)?;
-        }
-        stream.cursor.begin_window(crate::syslog::now_ms());
-        let body = stream.cursor.request_body(plan.filters.get(&stream.kind));
-        let cursor = &stream.cursor;
-        let encoder = &mut plan.encoder;
-        // One parse per page: the paging facts are read and the records
-        // encoded from the same tape. A page that fails validation is
-        // retried, and whatever it left in `batch` is discarded.
-        let mut page_bytes = 0;
-        let fetched = client.fetch(stream.kind, &body, |bytes| {
-            batch.clear();
-            page_bytes = bytes.len();
-            parser
-                .inspect(bytes, |root| {
-                    let info = cursor.page_info(root).map_err(|e| e.to_string())?;
-                    let (deliver, next) = cursor.advance(&info).map_err(|e| e.to_string())?;
-                    encode_records(root, &deliver, encoder, &mut batch);
-                    Ok((info, deliver.len(), next))
-                })
-                .map_err(|e| e.to_string())?
-        });
-        match fetched {
-            Ok((info, delivered, next)) => {
-                fetched_any = true;
-                consecutive_failures = 0;
-                let ticket = next_ticket;
-                next_ticket += 1;
-                awaiting.pages.push_back((ticket, next.clone()));
-                send_page(&mut sink, &mut awaiting, &batch, ticket)?;
-                if page_bytes > RETAIN_PAGE_BYTES {
-                    parser = Parser::new();
-                    batch = Vec::with_capacity(BATCH_CAPACITY);
-                }
-                summary.records += delivered as u64;
-                summary.pages += 1;
-                stream.caught_up = !info.has_next && !next.scanning();
-                let was_backfilling = stream.cursor.backfilling();
-                stream.cursor = next;
-                if was_backfilling && !stream.cursor.backfilling() {
-                    let _ = writeln!(
-                        log,
-                        "siem-agent: {}: backfill complete",
-                        kind_name(stream.kind)
-                    );
-                }
-                stream.due = if stream.caught_up {
-                    Instant::now() + plan.poll_interval
-                } else {
-                    Instant::now()
+    let client = ApiClient::new(plan.client.clone(), budget)
+        .map_err(|source| RunError::ClientSetup {
+            tenant: tenant.clone(),
+            source,
+        })?
+        .with_stop(stop.clone());
+    let _ = status.client.set(client.stats());
+    let sink = spawn_sink(plan.destination.clone()).map_err(RunError::Output)?;
+    let _ = status.sink.set(Arc::clone(&sink.health));
+    let (pages_in, pages_out) = crossbeam_channel::bounded::<Page>(PAGE_CHANNEL_PAGES);
+    let (verdicts_in, verdicts_out) = crossbeam_channel::bounded::<Verdict>(1);
+    let (spare_in, spare_out) = crossbeam_channel::bounded::<Vec<u8>>(2);
+    let pages_queued = Arc::new(AtomicUsize::new(0));
+    {
+        let mut depths = status.depths.lock();
+        let pages = Arc::clone(&pages_queued);
+        depths.push(("pages", Box::new(move || pages.load(Ordering::Relaxed))));
+        let health = Arc::clone(&sink.health);
+        depths.push((
+            "batches",
+            Box::new(move || health.counters.queued.load(Ordering::Relaxed)),
+        ));
+    }
+    let encoder = Encoder::clone(&plan.encoder);
+    let encode = {
+        let pages_queued = Arc::clone(&pages_queued);
+        let store = store.clone();
+        let status = Arc::clone(&status);
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("encode-{tenant}"))
+            .spawn(move || {
+                let mut work = EncodeLoop {
+                    store,
+                    status,
+                    sink,
+                    encoder,
+                    parser: Parser::new(),
+                    awaiting: VecDeque::new(),
+                    next_ticket: 1,
+                    pages_queued,
                 };
-            }
+                let result = work.run(pages_out, verdicts_in, spare_in);
+                if result.is_err() {
+                    // The fetcher must not wait for verdicts that will not come.
+                    stop.stop();
+                }
+                result
+            })
+            .map_err(RunError::Spawn)?
+    };
+    let fetch = {
+        let status = Arc::clone(&status);
+        let work = FetchLoop {
+            tenant: tenant.clone(),
+            client,
+            streams,
+            filters: plan.filters,
+            poll_interval: plan.poll_interval,
+            max_critical_errors: plan.max_critical_errors,
+            once,
+            stop: stop.clone(),
+            status,
+            pages_queued: Arc::clone(&pages_queued),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("fetch-{tenant}"))
+            .spawn(move || work.run(pages_in, verdicts_out, spare_out));
+        match spawned {
+            Ok(thread) => thread,
             Err(error) => {
-                if !fetched_any && matches!(error, FetchError::InvalidToken { .. }) {
-                    return Err(RunError::InvalidToken(error));
+                // The encoder's page channel closed with the closure: it
+                // finishes on its own.
+                let _ = encode.join();
+                return Err(RunError::Spawn(error));
+            }
+        }
+    };
+    Ok(TenantRun {
+        name: tenant,
+        fingerprint: plan.fingerprint,
+        status,
+        stop,
+        fetch: Some(fetch),
+        encode: Some(encode),
+        logged: [State::Created, State::Created],
+        written: None,
+    })
+}
+
+/// The fetch thread's state.
+struct FetchLoop {
+    tenant: String,
+    client: ApiClient,
+    streams: Vec<Stream>,
+    filters: HashMap<StreamKind, OwnedValue>,
+    poll_interval: Duration,
+    max_critical_errors: u32,
+    once: bool,
+    stop: StopSignal,
+    status: Arc<TenantStatus>,
+    pages_queued: Arc<AtomicUsize>,
+}
+
+impl FetchLoop {
+    /// Fetches until stopped (or, with `once`, until every data type has
+    /// caught up). Closing `pages` on return tells the encoder to finish.
+    fn run(
+        mut self,
+        pages: Sender<Page>,
+        verdicts: Receiver<Verdict>,
+        spare: Receiver<Vec<u8>>,
+    ) -> Result<RunSummary, RunError> {
+        let mut summary = RunSummary::default();
+        let mut consecutive_failures = 0u32;
+        let mut fetched_any = false;
+        let mut buffer = Vec::new();
+        loop {
+            if self.stop.is_stopped() || (self.once && self.streams.iter().all(|s| s.caught_up)) {
+                return Ok(summary);
+            }
+            let Some(stream) = self.streams.iter_mut().min_by_key(|s| s.due) else {
+                return Ok(summary);
+            };
+            if stream.due > Instant::now() {
+                self.stop.sleep_until(stream.due);
+                continue;
+            }
+            stream.cursor.begin_window(crate::syslog::now_ms());
+            let body = stream.cursor.request_body(self.filters.get(&stream.kind));
+            let kind = stream.kind;
+            let cursor = &stream.cursor;
+            let fetched = self.client.fetch(kind, &body, &mut buffer, |bytes| {
+                // Hand the page over and keep a spare buffer to read the
+                // next one into.
+                let mut page = spare.try_recv().unwrap_or_default();
+                std::mem::swap(bytes, &mut page);
+                let page = Page {
+                    bytes: page,
+                    cursor: cursor.clone(),
+                };
+                self.pages_queued.fetch_add(1, Ordering::Relaxed);
+                if pages.send(page).is_err() {
+                    return Err("the encoder has stopped".to_owned());
                 }
-                consecutive_failures += 1;
-                let _ = writeln!(log, "siem-agent: {}: {error}", kind_name(stream.kind));
-                if consecutive_failures >= plan.max_critical_errors.max(1) {
-                    return Err(RunError::TooManyCriticalErrors {
-                        count: consecutive_failures,
-                        last: error.to_string(),
+                match verdicts.recv() {
+                    Ok(Verdict::Accepted {
+                        has_next,
+                        next,
+                        delivered,
+                    }) => Ok((has_next, next, delivered)),
+                    Ok(Verdict::Rejected(why)) => Err(why),
+                    Err(_) => Err("the encoder has stopped".to_owned()),
+                }
+            });
+            match fetched {
+                Ok((has_next, next, delivered)) => {
+                    fetched_any = true;
+                    consecutive_failures = 0;
+                    self.status
+                        .update(Direction::Api, |l| l.succeeded(crate::syslog::now_ms()));
+                    self.status
+                        .counters(kind)
+                        .fetched
+                        .fetch_add(delivered as u64, Ordering::Relaxed);
+                    summary.records += delivered as u64;
+                    summary.pages += 1;
+                    stream.caught_up = !has_next && !next.scanning();
+                    let was_backfilling = stream.cursor.backfilling();
+                    stream.cursor = next;
+                    if was_backfilling && !stream.cursor.backfilling() {
+                        info!("{}: {}: backfill complete", self.tenant, kind_name(kind));
+                    }
+                    stream.due = if stream.caught_up {
+                        Instant::now() + self.poll_interval
+                    } else {
+                        Instant::now()
+                    };
+                }
+                Err(FetchError::Stopped) => return Ok(summary),
+                Err(error) => {
+                    let text = error.to_string();
+                    self.status.update(Direction::Api, |l| {
+                        l.failed(crate::syslog::now_ms(), &text);
                     });
+                    if !fetched_any && matches!(error, FetchError::InvalidToken { .. }) {
+                        return Err(RunError::InvalidToken {
+                            tenant: self.tenant.clone(),
+                            source: error,
+                        });
+                    }
+                    consecutive_failures += 1;
+                    warn!("{}: {}: {text}", self.tenant, kind_name(kind));
+                    if consecutive_failures >= self.max_critical_errors.max(1) {
+                        return Err(RunError::TooManyCriticalErrors {
+                            tenant: self.tenant.clone(),
+                            count: consecutive_failures,
+                            last: text,
+                        });
+                    }
+                    stream.due = Instant::now() + self.poll_interval;
                 }
-                stream.due = Instant::now() + plan.poll_interval;
             }
         }
     }
 }
 
+/// A page whose checkpoint waits for its last batch to be confirmed.
+struct AwaitedPage {
+    ticket: u64,
+    cursor: Cursor,
+    records: usize,
+}
+
+/// The parse+encode thread's state.
+struct EncodeLoop {
+    store: CheckpointStore,
+    status: Arc<TenantStatus>,
+    sink: SinkHandle,
+    encoder: Encoder,
+    parser: Parser,
+    /// Oldest first.
+    awaiting: VecDeque<AwaitedPage>,
+    next_ticket: u64,
+    pages_queued: Arc<AtomicUsize>,
+}
+
+/// Why encoding a page stopped.
+enum PageFailure {
+    /// The page is not usable; the fetcher retries it.
+    Rejected(String),
+    /// The run cannot go on.
+    Fatal(RunError),
+}
+
+impl EncodeLoop {
+    /// Encodes pages until the fetcher closes `pages`, then waits for the
+    /// writer to confirm everything and saves the last checkpoints.
+    fn run(
+        &mut self,
+        pages: Receiver<Page>,
+        verdicts: Sender<Verdict>,
+        spare: Sender<Vec<u8>>,
+    ) -> Result<(), RunError> {
+        for mut page in pages {
+            self.pages_queued.fetch_sub(1, Ordering::Relaxed);
+            self.collect()?;
+            match self.encode_page(&mut page, &verdicts) {
+                Ok(()) => {}
+                Err(PageFailure::Rejected(why)) => {
+                    // The fetcher is waiting for this answer.
+                    let _ = verdicts.send(Verdict::Rejected(why));
+                }
+                Err(PageFailure::Fatal(error)) => return Err(error),
+            }
+            if page.bytes.len() > RETAIN_PAGE_BYTES {
+                self.parser = Parser::new();
+            } else {
+                // A full spare channel means the fetcher has enough.
+                let _ = spare.try_send(page.bytes);
+            }
+        }
+        for batch in self.sink.finish().map_err(RunError::Output)? {
+            self.settle(batch.ticket)?;
+        }
+        self.report_delivery();
+        Ok(())
+    }
+
+    /// Logs what delivery cost beyond the lines themselves, if anything.
+    fn report_delivery(&self) {
+        let counters = &self.sink.health.counters;
+        let resent = counters.resent.load(Ordering::Relaxed);
+        let truncated = counters.truncated.load(Ordering::Relaxed);
+        let dropped = counters.dropped.load(Ordering::Relaxed);
+        if resent + truncated + dropped > 0 {
+            warn!(
+                "{}: syslog: {resent} line(s) sent again after a connection failed \
+                 (possible duplicates), {truncated} cut to the maximum message size, \
+                 {dropped} UDP datagram(s) refused",
+                self.status.tenant
+            );
+        }
+    }
+
+    /// Parses a page, answers the fetcher as soon as the cursor has moved,
+    /// then encodes the new records into batches for the writer.
+    fn encode_page(
+        &mut self,
+        page: &mut Page,
+        verdicts: &Sender<Verdict>,
+    ) -> Result<(), PageFailure> {
+        let Self {
+            parser,
+            encoder,
+            sink,
+            awaiting,
+            next_ticket,
+            ..
+        } = self;
+        let cursor = &page.cursor;
+        let parsed = parser.inspect(&mut page.bytes, |root| {
+            let info = cursor
+                .page_info(root)
+                .map_err(|e| PageFailure::Rejected(e.to_string()))?;
+            let (deliver, next) = cursor
+                .advance(&info)
+                .map_err(|e| PageFailure::Rejected(e.to_string()))?;
+            let ticket = *next_ticket;
+            *next_ticket += 1;
+            awaiting.push_back(AwaitedPage {
+                ticket,
+                cursor: next.clone(),
+                records: deliver.len(),
+            });
+            // The fetcher may stop listening (shutdown); the page is still
+            // delivered, and its checkpoint saved when confirmed.
+            let _ = verdicts.send(Verdict::Accepted {
+                has_next: info.has_next,
+                next,
+                delivered: deliver.len(),
+            });
+            encode_records(root, &deliver, encoder, sink, ticket)
+        });
+        match parsed {
+            Ok(result) => result,
+            Err(error) => Err(PageFailure::Rejected(error.to_string())),
+        }
+    }
+
+    /// A batch came back confirmed: save every checkpoint it completes.
+    fn settle(&mut self, ticket: u64) -> Result<(), RunError> {
+        if ticket == 0 {
+            return Ok(());
+        }
+        while self.awaiting.front().is_some_and(|p| p.ticket <= ticket) {
+            if let Some(page) = self.awaiting.pop_front() {
+                self.store.save(&self.status.tenant, &page.cursor)?;
+                let counters = self.status.counters(page.cursor.kind);
+                counters
+                    .sent
+                    .fetch_add(page.records as u64, Ordering::Relaxed);
+                counters
+                    .checkpoint_ms
+                    .store(page.cursor.delivered_until(), Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every batch the writer has returned so far, without waiting.
+    fn collect(&mut self) -> Result<(), RunError> {
+        while let Ok(batch) = self.sink.returned().try_recv() {
+            self.settle(batch.ticket)?;
+            self.sink.recycle(batch);
+        }
+        Ok(())
+    }
+}
+
+/// The error of a writer thread that stopped early.
+fn writer_stopped(sink: &mut SinkHandle) -> RunError {
+    match sink.finish() {
+        Err(error) => RunError::Output(error),
+        Ok(_) => RunError::Output(SinkError::Poll(io::Error::other("the writer stopped"))),
+    }
+}
+
 /// Encodes the records of a parsed page at `deliver` (ascending indices
-/// into its `data` array) into `batch`.
+/// into its `data` array) into batches of about [`BATCH_BYTES`] for the
+/// writer; the last batch (possibly empty) carries `ticket`.
 fn encode_records(
     page: simd_json::tape::Value<'_, '_>,
     deliver: &[usize],
     encoder: &mut Encoder,
-    batch: &mut Vec<u8>,
-) {
-    let Some(data) = page.get("data").and_then(|d| d.as_array()) else {
-        return;
-    };
-    let mut wanted = deliver.iter().copied().peekable();
-    for (index, record) in data.iter().enumerate() {
-        if wanted.peek() != Some(&index) {
-            continue;
-        }
-        wanted.next();
-        // `page_info` has checked every record is an object.
-        if let Some(record) = record.as_object() {
-            encoder.encode(&record, batch);
-            batch.push(b'\n');
+    sink: &mut SinkHandle,
+    ticket: u64,
+) -> Result<(), PageFailure> {
+    let mut batch = sink.batch();
+    if let Some(data) = page.get("data").and_then(|d| d.as_array()) {
+        let mut wanted = deliver.iter().copied().peekable();
+        for (index, record) in data.iter().enumerate() {
+            if wanted.peek() != Some(&index) {
+                continue;
+            }
+            wanted.next();
+            // `page_info` has checked every record is an object.
+            if let Some(record) = record.as_object() {
+                encoder.encode(&record, &mut batch.bytes);
+                batch.bytes.push(b'\n');
+            }
+            if batch.bytes.len() >= BATCH_BYTES && wanted.peek().is_some() {
+                let full = std::mem::replace(&mut batch, sink.batch());
+                if sink.send(full).is_err() {
+                    return Err(PageFailure::Fatal(writer_stopped(sink)));
+                }
+            }
         }
     }
+    batch.ticket = ticket;
+    if sink.send(batch).is_err() {
+        return Err(PageFailure::Fatal(writer_stopped(sink)));
+    }
+    Ok(())
+}
+
+/// What the service is told from outside while it runs.
+#[derive(Default)]
+pub struct Control {
+    /// Raised to shut down.
+    pub stop: StopSignal,
+    /// Set by a signal handler to shut down (SIGTERM, SIGINT): the
+    /// supervisor raises `stop` when it sees it.
+    pub terminate: Arc<AtomicBool>,
+    /// Set to ask for a reload (SIGHUP); the service clears it.
+    pub reload: Arc<AtomicBool>,
+    /// Files whose change triggers a reload (the config file).
+    pub watch: Vec<PathBuf>,
+    /// Builds the plan again from the configuration.
+    #[allow(clippy::type_complexity)]
+    pub rebuild: Option<Box<dyn FnMut() -> Result<ServicePlan, String> + Send>>,
+    /// Called at every supervision tick with the tenants' status (the demo
+    /// draws its progress bar from it).
+    #[allow(clippy::type_complexity)]
+    pub on_tick: Option<Box<dyn FnMut(&[Arc<TenantStatus>]) + Send>>,
+}
+
+/// A file's identity and contents' age, to notice changes by polling.
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+/// The service's supervisor state.
+struct Supervisor {
+    store: CheckpointStore,
+    once: bool,
+    shutdown_timeout: Duration,
+    running: Vec<TenantRun>,
+    /// Tenants being stopped for a reconfiguration, and the plan each
+    /// restarts with (`None`: removed).
+    stopping: Vec<(TenantRun, Option<RunPlan>)>,
+    registry: Arc<RwLock<Vec<Arc<TenantStatus>>>>,
+    summary: RunSummary,
+}
+
+/// Runs the service: every tenant of `plan` until `control.stop` is raised
+/// (or, with `once`, until all have caught up and everything fetched is
+/// confirmed).
+pub fn serve(plan: ServicePlan, mut control: Control) -> Result<RunSummary, RunError> {
+    let store = CheckpointStore::open(&plan.state_dir)?;
+    let registry = Arc::new(RwLock::new(Vec::new()));
+    let _metrics = match plan.metrics_listen {
+        Some(address) => Some(spawn_metrics(address, Arc::clone(&registry))?),
+        None => None,
+    };
+    let mut supervisor = Supervisor {
+        store,
+        once: plan.once,
+        shutdown_timeout: plan.shutdown_timeout,
+        running: Vec::new(),
+        stopping: Vec::new(),
+        registry,
+        summary: RunSummary::default(),
+    };
+    for tenant in plan.tenants {
+        match start_tenant(tenant, &supervisor.store, plan.once) {
+            Ok(run) => supervisor.running.push(run),
+            Err(error) => {
+                // The start-up error is the one to report.
+                let _ = supervisor.shutdown(&mut control);
+                return Err(error);
+            }
+        }
+    }
+    supervisor.publish();
+    let mut stamps: Vec<_> = control.watch.iter().map(|p| file_stamp(p)).collect();
+    loop {
+        if control.terminate.load(Ordering::SeqCst) {
+            control.stop.stop();
+        }
+        let stopped = control.stop.sleep(SUPERVISE_EVERY);
+        supervisor.report(&mut control);
+        if stopped {
+            info!("shutting down: no new requests; waiting for the receivers to confirm what was sent");
+            return supervisor.shutdown(&mut control);
+        }
+        if let Err(error) = supervisor.reap() {
+            error!("{error}");
+            // The tenant's error is the one to report.
+            let _ = supervisor.shutdown(&mut control);
+            return Err(error);
+        }
+        if supervisor.once && supervisor.running.is_empty() && supervisor.stopping.is_empty() {
+            return Ok(supervisor.summary);
+        }
+        let changed: Vec<_> = control.watch.iter().map(|p| file_stamp(p)).collect();
+        let hangup = control.reload.swap(false, Ordering::SeqCst);
+        if hangup || changed != stamps {
+            stamps = changed;
+            let why = if hangup { "SIGHUP" } else { "the file changed" };
+            if let Some(rebuild) = &mut control.rebuild {
+                match rebuild() {
+                    Ok(new_plan) => {
+                        info!("configuration reloaded ({why})");
+                        supervisor.reconfigure(new_plan);
+                    }
+                    Err(reason) => error!(
+                        "configuration reload ({why}) failed; the running configuration stays: {reason}"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    /// Makes the running tenants visible to metrics.
+    fn publish(&self) {
+        let mut tenants: Vec<_> = self
+            .running
+            .iter()
+            .chain(self.stopping.iter().map(|(run, _)| run))
+            .map(|run| Arc::clone(&run.status))
+            .collect();
+        tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        *self.registry.write() = tenants;
+    }
+
+    /// Logs state transitions, refreshes status files, calls `on_tick`.
+    fn report(&mut self, control: &mut Control) {
+        let now = crate::syslog::now_ms();
+        for run in self
+            .running
+            .iter_mut()
+            .chain(self.stopping.iter_mut().map(|(run, _)| run))
+        {
+            let report = run.status.report(now);
+            for (direction, link) in [
+                (Direction::Api, &report.api),
+                (Direction::Syslog, &report.syslog),
+            ] {
+                let last = &mut run.logged[direction as usize];
+                if *last != link.state {
+                    let detail = match (&link.link.last_error, link.state) {
+                        (Some(error), State::ConnectionError | State::Disconnected) => {
+                            format!(" (last error: {error})")
+                        }
+                        _ => String::new(),
+                    };
+                    info!(
+                        "{}: {}: {} -> {}{detail}",
+                        run.name,
+                        direction.as_str(),
+                        last,
+                        link.state
+                    );
+                    *last = link.state;
+                }
+            }
+            let stale = run.written.as_ref().is_none_or(|(old, at)| {
+                at.elapsed() >= STATUS_REFRESH
+                    || old.api != report.api
+                    || old.syslog != report.syslog
+                    || old.data_types != report.data_types
+            });
+            if stale {
+                if let Err(error) = status::write_report(self.store.dir(), &report) {
+                    warn!("{}: cannot write the status file: {error}", run.name);
+                }
+                run.written = Some((report, Instant::now()));
+            }
+        }
+        if let Some(on_tick) = &mut control.on_tick {
+            on_tick(&self.registry.read());
+        }
+    }
+
+    /// Joins tenants whose threads have ended; starts the replacement of a
+    /// reconfigured tenant once its old threads are done.
+    fn reap(&mut self) -> Result<(), RunError> {
+        let mut index = 0;
+        while index < self.running.len() {
+            if self.running[index].finished() {
+                let mut run = self.running.swap_remove(index);
+                let summary = run.join()?;
+                self.summary += summary;
+                if !self.once {
+                    info!("{}: stopped", run.name);
+                }
+                self.publish();
+            } else {
+                index += 1;
+            }
+        }
+        let mut index = 0;
+        while index < self.stopping.len() {
+            if self.stopping[index].0.finished() {
+                let (mut run, next) = self.stopping.swap_remove(index);
+                self.summary += run.join()?;
+                match next {
+                    Some(plan) => {
+                        info!("{}: restarting with the new configuration", plan.tenant);
+                        self.running
+                            .push(start_tenant(plan, &self.store, self.once)?);
+                    }
+                    None => info!("{}: removed from the configuration; stopped", run.name),
+                }
+                self.publish();
+            } else {
+                index += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a reloaded plan: unchanged tenants keep running; changed
+    /// ones stop cleanly (everything sent is confirmed and checkpointed)
+    /// and start again from their checkpoints with the new settings, so no
+    /// record is lost or repeated; removed ones stop; new ones start.
+    fn reconfigure(&mut self, plan: ServicePlan) {
+        if plan.state_dir != self.store.dir() {
+            warn!(
+                "state_dir changed to {}: takes effect at the next start",
+                plan.state_dir.display()
+            );
+        }
+        let mut wanted: HashMap<String, RunPlan> = plan
+            .tenants
+            .into_iter()
+            .map(|t| (t.tenant.clone(), t))
+            .collect();
+        let mut index = 0;
+        while index < self.running.len() {
+            let run = &self.running[index];
+            match wanted.remove(&run.name) {
+                Some(next) if next.fingerprint == run.fingerprint => index += 1,
+                next => {
+                    let run = self.running.swap_remove(index);
+                    info!(
+                        "{}: configuration changed; stopping to restart from the checkpoint",
+                        run.name
+                    );
+                    run.stop.stop();
+                    self.stopping.push((run, next));
+                }
+            }
+        }
+        // A tenant already stopping takes the newest plan.
+        for (run, next) in &mut self.stopping {
+            if let Some(plan) = wanted.remove(&run.name) {
+                *next = Some(plan);
+            }
+        }
+        for (name, plan) in wanted {
+            info!("{name}: added to the configuration; starting");
+            match start_tenant(plan, &self.store, self.once) {
+                Ok(run) => self.running.push(run),
+                Err(error) => error!("{name}: cannot start: {error}"),
+            }
+        }
+        self.publish();
+    }
+
+    /// Stops every tenant: no new requests, then waits (at most the
+    /// shutdown timeout) for their receivers to confirm what was sent.
+    fn shutdown(&mut self, control: &mut Control) -> Result<RunSummary, RunError> {
+        let mut all: Vec<TenantRun> = self.running.drain(..).collect();
+        all.extend(self.stopping.drain(..).map(|(run, _)| run));
+        for run in &all {
+            run.stop.stop();
+        }
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let mut abandoned = false;
+        while all.iter().any(|run| !run.finished()) {
+            if !abandoned && Instant::now() >= deadline {
+                abandoned = true;
+                for run in all.iter().filter(|run| !run.finished()) {
+                    warn!(
+                        "{}: the receiver did not confirm everything within {}; \
+                         the unconfirmed records are sent again at the next start",
+                        run.name,
+                        humantime::format_duration(self.shutdown_timeout)
+                    );
+                    if let Some(sink) = run.status.sink.get() {
+                        sink.abandon();
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.running = all;
+        self.report(control);
+        let mut first_error = None;
+        for mut run in std::mem::take(&mut self.running) {
+            match run.join() {
+                Ok(summary) => self.summary += summary,
+                Err(error) => {
+                    error!("{error}");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(self.summary),
+        }
+    }
+}
+
+impl TenantRun {
+    /// Both threads have ended.
+    fn finished(&self) -> bool {
+        self.fetch.as_ref().is_none_or(|t| t.is_finished())
+            && self.encode.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Joins both threads; the first error, the fetcher's first.
+    fn join(&mut self) -> Result<RunSummary, RunError> {
+        let fetched = match self.fetch.take() {
+            Some(thread) => thread.join().unwrap_or(Err(RunError::Panicked("fetch"))),
+            None => Ok(RunSummary::default()),
+        };
+        let encoded = match self.encode.take() {
+            Some(thread) => thread.join().unwrap_or(Err(RunError::Panicked("encode"))),
+            None => Ok(()),
+        };
+        let summary = fetched?;
+        encoded?;
+        Ok(summary)
+    }
+}
+
+/// Serves Prometheus metrics on `/metrics` and health on `/healthz` from a
+/// thread of its own. The server stops with the process.
+fn spawn_metrics(
+    address: std::net::SocketAddr,
+    registry: Arc<RwLock<Vec<Arc<TenantStatus>>>>,
+) -> Result<JoinHandle<()>, RunError> {
+    let server = tiny_http::Server::http(address).map_err(|error| RunError::Metrics {
+        address,
+        reason: error.to_string(),
+    })?;
+    info!("metrics on http://{}/metrics", server.server_addr());
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let tenants = registry.read().clone();
+                let now = crate::syslog::now_ms();
+                let (code, body, content_type) = match request.url() {
+                    "/metrics" => (
+                        200,
+                        status::render_metrics(&tenants, now),
+                        "text/plain; version=0.0.4",
+                    ),
+                    "/healthz" => {
+                        let failing: Vec<String> = tenants
+                            .iter()
+                            .flat_map(|t| {
+                                Direction::ALL.into_iter().filter_map(|d| {
+                                    let state = t.link(d, now).state(now);
+                                    matches!(state, State::ConnectionError | State::Disconnected)
+                                        .then(|| format!("{} {}: {state}", t.tenant, d.as_str()))
+                                })
+                            })
+                            .collect();
+                        if failing.is_empty() {
+                            (200, "ok\n".to_owned(), "text/plain")
+                        } else {
+                            (503, failing.join("\n") + "\n", "text/plain")
+                        }
+                    }
+                    _ => (
+                        404,
+                        "not found: try /metrics or /healthz\n".to_owned(),
+                        "text/plain",
+                    ),
+                };
+                let mut response = tiny_http::Response::from_string(body).with_status_code(code);
+                if let Ok(header) =
+                    tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+                {
+                    response.add_header(header);
+                }
+                // A client that went away is its own problem.
+                let _ = request.respond(response);
+            }
+        })
+        .map_err(RunError::Spawn)
 }

@@ -29,7 +29,10 @@ const MONTHS: [&[u8; 3]; 12] = [
 ];
 
 /// How each message starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum HeaderStyle {
     /// `2017-11-28T19:24:55.000Z [host ]CEF:...`, the official agent's style.
     Iso,
@@ -175,7 +178,10 @@ pub fn syslog_severity(cef_severity: u8) -> u8 {
 }
 
 /// How messages are delimited on a byte stream (TCP, TLS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Framing {
     /// Each message ends with LF: what rsyslog, syslog-ng's `network()`,
     /// Splunk and most collectors expect on plain TCP.

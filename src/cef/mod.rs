@@ -19,7 +19,10 @@ use mapping::{Prefixes, RecordFields};
 use crate::syslog::SyslogHeader;
 
 /// Which mapping to apply to each record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum DataType {
     /// Every record is an activity.
     Activities,

@@ -14,7 +14,8 @@
 use std::fmt::Write as _;
 
 /// Which list a stream feeds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StreamKind {
     /// `/api/v1/activities/`
     Activities,

@@ -119,6 +119,15 @@ impl SimulatorConfig {
     }
 }
 
+impl SimulatorConfig {
+    /// Records of both streams with an event time before `now_ms` (an
+    /// estimate of a backfill's size, for progress bars).
+    pub fn expected_records(&self, now_ms: i64) -> u64 {
+        self.activities.first_index_at_or_after(now_ms)
+            + self.alerts.first_index_at_or_after(now_ms)
+    }
+}
+
 /// Counters a test can read while the simulator runs.
 #[derive(Debug, Default)]
 pub struct Stats {

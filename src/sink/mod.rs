@@ -23,7 +23,7 @@ pub mod tls;
 mod writer;
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,7 +78,10 @@ pub(crate) fn line_count(bytes: &[u8]) -> u64 {
 }
 
 /// The transport to the SIEM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// Syslog over UDP: one message per datagram, no delivery guarantee.
     Udp,
@@ -190,6 +193,8 @@ pub struct SinkCounters {
     pub dropped: AtomicU64,
     /// Connections made after the first.
     pub reconnects: AtomicU64,
+    /// Batches in the channel to the writer, not taken yet.
+    pub queued: AtomicUsize,
 }
 
 /// The writer's state and counters, shared with whoever reports them.
@@ -198,6 +203,10 @@ pub struct SinkHealth {
     /// Counters.
     pub counters: SinkCounters,
     state: Mutex<(LinkState, Option<String>, Instant)>,
+    /// Set when the owner no longer waits for the rest to be confirmed.
+    abandoned: AtomicBool,
+    /// Wakes the writer's event loop, once it has one.
+    waker: std::sync::OnceLock<Arc<mio::Waker>>,
 }
 
 impl Default for SinkHealth {
@@ -205,11 +214,35 @@ impl Default for SinkHealth {
         Self {
             counters: SinkCounters::default(),
             state: Mutex::new((LinkState::Connecting, None, Instant::now())),
+            abandoned: AtomicBool::new(false),
+            waker: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl SinkHealth {
+    /// Tells a writer whose channel is closed to stop waiting for the
+    /// receiver and return: what is unconfirmed stays unconfirmed, so its
+    /// checkpoints are not saved and a restart sends it again. For a
+    /// shutdown that cannot wait for a receiver that is down.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker.get() {
+            // A failed wake leaves the writer to its next poll timeout.
+            let _ = waker.wake();
+        }
+    }
+
+    /// Whether [`abandon`](Self::abandon) was called.
+    pub fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// Records the writer's waker so that `abandon` can wake it.
+    pub(crate) fn set_waker(&self, waker: Arc<mio::Waker>) {
+        let _ = self.waker.set(waker);
+    }
+
     /// The current state, the last error, and since when.
     pub fn state(&self) -> (LinkState, Option<String>, Instant) {
         self.state.lock().clone()
@@ -315,6 +348,7 @@ pub fn write_stdout(
 ) -> Result<(), SinkError> {
     health.set(LinkState::Connected, None);
     for batch in batches {
+        health.counters.queued.fetch_sub(1, Ordering::Relaxed);
         if let Err(error) = out.write_all(&batch.bytes).and_then(|()| out.flush()) {
             return Err(if error.kind() == io::ErrorKind::BrokenPipe {
                 SinkError::OutputClosed

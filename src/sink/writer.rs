@@ -65,6 +65,7 @@ impl SyslogWriter {
     pub fn new(plan: SinkPlan, health: Arc<SinkHealth>) -> Result<Self, SinkError> {
         let poll = Poll::new().map_err(SinkError::Poll)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(SinkError::Poll)?);
+        health.set_waker(Arc::clone(&waker));
         Ok(Self {
             plan,
             poll,
@@ -405,6 +406,9 @@ impl Loop {
                 self.finish();
                 return Ok(());
             }
+            if self.closed && self.health.abandoned() {
+                return Ok(());
+            }
             if self.link.is_none() && Instant::now() >= self.retry_at {
                 if let Err(failure) = self.connect() {
                     self.fail(failure);
@@ -466,6 +470,10 @@ impl Loop {
         while !self.closed && self.pending_bytes < MAX_UNCONFIRMED_BYTES {
             match self.batches.try_recv() {
                 Ok(batch) => {
+                    self.health
+                        .counters
+                        .queued
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     self.pending_bytes += batch.bytes.len();
                     self.pending.push_back(Pending {
                         batch,
@@ -668,8 +676,8 @@ impl Loop {
         }
         self.connected_before = true;
         if self.health.set(LinkState::Connected, None) {
-            eprintln!(
-                "siem-agent: syslog: connected to {} ({}, {:?})",
+            tracing::info!(
+                "syslog: connected to {} ({}, {:?})",
                 self.plan.target(),
                 link.address,
                 self.plan.protocol
@@ -700,8 +708,8 @@ impl Loop {
             .health
             .set(failure.state, Some(failure.message.clone()))
         {
-            eprintln!(
-                "siem-agent: syslog: {}: {}; {} line(s) waiting; retrying with backoff",
+            tracing::warn!(
+                "syslog: {}: {}; {} line(s) waiting; retrying with backoff",
                 failure.state.describe(),
                 failure.message,
                 self.pending
@@ -860,8 +868,8 @@ impl Loop {
                     if self.udp_failing {
                         self.udp_failing = false;
                         if self.health.set(LinkState::Connected, None) {
-                            eprintln!(
-                                "siem-agent: syslog: {}: UDP sends succeed again",
+                            tracing::info!(
+                                "syslog: {}: UDP sends succeed again",
                                 self.plan.target()
                             );
                         }
@@ -878,8 +886,8 @@ impl Loop {
                         .health
                         .set(LinkState::SendError, Some(format!("UDP: {e}")))
                     {
-                        eprintln!(
-                            "siem-agent: syslog: {}: {}: {e}; UDP datagrams are being lost",
+                        tracing::warn!(
+                            "syslog: {}: {}: {e}; UDP datagrams are being lost",
                             LinkState::SendError.describe(),
                             self.plan.target()
                         );

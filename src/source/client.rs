@@ -6,13 +6,16 @@
 //! not parse are retried with backoff; other 4xx answers mean the request
 //! itself is wrong (a bad filter) and are reported with the server's words.
 
+use std::io::Read as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use simd_json::prelude::*;
 
 use super::budget::{Backoff, RequestBudget};
+use crate::shutdown::StopSignal;
 use crate::simulator::data::StreamKind;
 
 /// Entra scope for the Defender for Cloud Apps API.
@@ -116,6 +119,9 @@ pub enum FetchError {
     /// Credentials could not be read or exchanged.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The agent is shutting down; the page was not fetched.
+    #[error("stopped")]
+    Stopped,
 }
 
 /// Connection settings.
@@ -141,15 +147,21 @@ pub struct ClientConfig {
     pub backoff_cap: Duration,
 }
 
-/// Counters for status and metrics.
-#[derive(Debug, Default, Clone, Copy)]
+/// Counters for status and metrics, shared with whoever reports them.
+#[derive(Debug, Default)]
 pub struct ClientStats {
     /// Requests sent.
-    pub requests: u64,
+    pub requests: AtomicU64,
     /// 429 answers.
-    pub throttled: u64,
+    pub throttled: AtomicU64,
     /// Retries made.
-    pub retries: u64,
+    pub retries: AtomicU64,
+    /// Response bytes read.
+    pub bytes: AtomicU64,
+}
+
+fn count(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// A client for one tenant.
@@ -160,7 +172,8 @@ pub struct ApiClient {
     budget: Arc<RequestBudget>,
     /// The cached Entra token and when to replace it.
     bearer: Option<(String, Instant)>,
-    stats: ClientStats,
+    stats: Arc<ClientStats>,
+    stop: StopSignal,
 }
 
 impl ApiClient {
@@ -199,13 +212,30 @@ impl ApiClient {
             config,
             budget,
             bearer: None,
-            stats: ClientStats::default(),
+            stats: Arc::default(),
+            stop: StopSignal::new(),
         })
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> ClientStats {
-        self.stats
+    /// Makes every wait of the client (request budget, backoff) end early
+    /// when `stop` is raised; the fetch then fails with
+    /// [`FetchError::Stopped`].
+    pub fn with_stop(mut self, stop: StopSignal) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// The client's counters, updated as it works.
+    pub fn stats(&self) -> Arc<ClientStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn pause(&self, delay: Duration) -> Result<(), FetchError> {
+        if self.stop.sleep(delay) {
+            Err(FetchError::Stopped)
+        } else {
+            Ok(())
+        }
     }
 
     /// The list URL for a data type.
@@ -217,13 +247,15 @@ impl ApiClient {
         format!("{}/{name}/", self.list_base)
     }
 
-    /// POSTs `body` to the list endpoint of `kind` and hands the response
-    /// body to `accept`, retrying (with backoff, within the budget) on 429,
-    /// 5xx, network errors, and bodies `accept` rejects.
+    /// POSTs `body` to the list endpoint of `kind`, reads the response
+    /// body into `page` (reusing its allocation) and hands it to `accept`,
+    /// retrying (with backoff, within the budget) on 429, 5xx, network
+    /// errors, and bodies `accept` rejects.
     pub fn fetch<T>(
         &mut self,
         kind: StreamKind,
         body: &str,
+        page: &mut Vec<u8>,
         mut accept: impl FnMut(&mut Vec<u8>) -> Result<T, String>,
     ) -> Result<T, FetchError> {
         let url = self.list_url(kind);
@@ -231,13 +263,13 @@ impl ApiClient {
         let mut last = String::new();
         for attempt in 1..=self.config.max_attempts.max(1) {
             if attempt > 1 {
-                self.stats.retries += 1;
+                count(&self.stats.retries, 1);
             }
             // The budget may sleep for a while: take the token afterwards so
             // it cannot expire in between.
-            self.budget.wait();
+            self.pause(self.budget.reserve())?;
             let authorization = self.authorization()?;
-            self.stats.requests += 1;
+            count(&self.stats.requests, 1);
             let result = self
                 .agent
                 .post(&url)
@@ -248,7 +280,7 @@ impl ApiClient {
                 Ok(response) => response,
                 Err(error) => {
                     last = format!("network error: {error}");
-                    std::thread::sleep(backoff.next_delay(None));
+                    self.pause(backoff.next_delay(None))?;
                     continue;
                 }
             };
@@ -259,16 +291,28 @@ impl ApiClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
+            page.clear();
             let read = response
                 .body_mut()
                 .with_config()
                 .limit(MAX_BODY_BYTES)
-                .read_to_vec();
+                .reader()
+                .read_to_end(page)
+                .map(|n| {
+                    count(&self.stats.bytes, n as u64);
+                    std::mem::take(page)
+                });
             match status {
                 200..=299 => match read {
                     Ok(mut bytes) => match accept(&mut bytes) {
-                        Ok(value) => return Ok(value),
-                        Err(reason) => last = format!("malformed page: {reason}"),
+                        Ok(value) => {
+                            *page = bytes;
+                            return Ok(value);
+                        }
+                        Err(reason) => {
+                            *page = bytes;
+                            last = format!("malformed page: {reason}");
+                        }
                     },
                     Err(error) => last = format!("reading the page failed: {error}"),
                 },
@@ -279,9 +323,9 @@ impl ApiClient {
                     return Err(FetchError::InvalidToken { url, status });
                 }
                 429 => {
-                    self.stats.throttled += 1;
+                    count(&self.stats.throttled, 1);
                     last = "HTTP 429 (request limit)".to_owned();
-                    std::thread::sleep(backoff.next_delay(retry_after));
+                    self.pause(backoff.next_delay(retry_after))?;
                     continue;
                 }
                 500..=599 => last = format!("HTTP {status}"),
@@ -290,6 +334,7 @@ impl ApiClient {
                         .ok()
                         .map(|bytes| String::from_utf8_lossy(&bytes).chars().take(500).collect())
                         .unwrap_or_default();
+                    page.clear();
                     return Err(FetchError::Rejected {
                         url,
                         status,
@@ -297,7 +342,7 @@ impl ApiClient {
                     });
                 }
             }
-            std::thread::sleep(backoff.next_delay(retry_after));
+            self.pause(backoff.next_delay(retry_after))?;
         }
         Err(FetchError::GaveUp {
             url,

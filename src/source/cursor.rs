@@ -164,6 +164,24 @@ impl Cursor {
         self.scan.as_ref().is_some_and(|s| s.date_low.is_some())
     }
 
+    /// Epoch ms up to which every record is delivered once this cursor is
+    /// saved: the start of the open window (ingestion time) for
+    /// activities, the date position for alerts. During the first backfill
+    /// (which walks from newest to oldest) it is the window's oldest bound.
+    pub fn delivered_until(&self) -> i64 {
+        match &self.scan {
+            Some(Scan {
+                date_low: Some(low),
+                ..
+            }) => *low,
+            Some(Scan {
+                created_from: Some(from),
+                ..
+            }) => *from,
+            _ => self.position,
+        }
+    }
+
     /// Whether a scan window is in progress.
     pub fn scanning(&self) -> bool {
         self.scan.is_some()

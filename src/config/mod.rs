@@ -1,6 +1,10 @@
-//! Command-line configuration, in two steps: clap parses the arguments into
-//! plain structs, then `build()` validates them once into a plan whose
-//! fields can be trusted for the rest of the run ("parse, don't validate").
+//! Configuration, in two steps: clap (and serde, for the config file)
+//! parse the arguments into plain structs, then `build()` validates them
+//! once into a plan whose fields can be trusted for the rest of the run
+//! ("parse, don't validate"). [`file`] reads the config file and lays the
+//! flags over it.
+
+pub mod file;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +16,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::cef::{DataType, Encoder};
 use simd_json::prelude::*;
 
-use crate::pipeline::RunPlan;
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::{RunPlan, ServicePlan};
 use crate::simulator::data::StreamKind;
 use crate::simulator::server::DEFAULT_TOKEN;
 use crate::simulator::{Faults, SimulatorConfig};
@@ -32,23 +38,38 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The longest device version the CEF standard allows (characters).
 pub const MAX_AGENT_VERSION_LEN: usize = 31;
 
-/// The command line.
+/// The command line. Without a subcommand it runs the agent, so the
+/// vendor agent's start-up line (`--token TOKEN [--proxy ADDRESS[:PORT]]
+/// [--logsDirectory DIRNAME]`) works with the program name swapped.
 #[derive(Debug, Parser)]
-#[command(name = "siem-agent", version, about, long_about = None)]
+#[command(
+    name = "siem-agent",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// What to do.
+    /// What to do (default: run the agent).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Options of the default command, `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Pull alerts and activities from the API and deliver them as CEF
+    /// (the default when no subcommand is given).
+    Run(Box<RunArgs>),
+    /// Print the state of each tenant from the status files of a state
+    /// directory.
+    Status(StatusArgs),
     /// Turn saved API records (JSON pages, arrays, records or NDJSON) into
     /// CEF lines on stdout.
     Replay(ReplayArgs),
-    /// Pull alerts and activities from the API and write them as CEF.
-    Run(Box<RunArgs>),
     /// Run the agent against a built-in simulated tenant: no credentials
     /// needed. Prints the CEF lines of its backfill, then exits (or keeps
     /// tailing with --follow).
@@ -58,87 +79,225 @@ pub enum Command {
     Simulate(SimulateArgs),
 }
 
-/// Options of `run`.
+/// Options of `status`.
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's state directory.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// State directory used when none is configured.
+pub const DEFAULT_STATE_DIR: &str = "siem-agent-state";
+/// Config file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/siem-agent/siem-agent.toml";
+/// How long a shutdown waits for receivers by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options of `run` (and of the bare command line).
+#[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
+    /// Config file (TOML); flags override it [default:
+    /// /etc/siem-agent/siem-agent.toml when it exists].
+    #[arg(long, short = 'c', value_name = "FILE", env = "SIEM_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Options of the whole process.
+    #[command(flatten)]
+    pub service: ServiceOptions,
+    /// Options of the tenant (of every tenant, for the delivery and format
+    /// options, when the config file lists several).
+    #[command(flatten)]
+    pub tenant: TenantOptions,
+}
+
+/// Options of the whole process (the top level of the config file).
+#[derive(Debug, Args, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceOptions {
+    /// Directory for checkpoints and status files (created, mode 0700)
+    /// [default: siem-agent-state].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Also write logs to files in DIRNAME, rotated by size.
+    #[arg(
+        long = "logsDirectory",
+        alias = "logs-directory",
+        value_name = "DIRNAME"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs_directory: Option<PathBuf>,
+    /// Size at which a log file is rotated [default: 10 MiB].
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file_bytes: Option<u64>,
+    /// Rotated log files kept besides the current one [default: 5].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_files: Option<usize>,
+    /// Log level: error, warn, info, debug or trace [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Serve Prometheus metrics on /metrics and health on /healthz.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long a shutdown waits for receivers to confirm what was sent
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shutdown_timeout: Option<Duration>,
+    /// Exit once every data type has caught up (one-shot export).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once: bool,
+}
+
+/// Options of one tenant: a `[[tenant]]` table of the config file, the
+/// `[defaults]` table, or flags.
+#[derive(Debug, Args, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOptions {
+    /// Name for this tenant's checkpoint and status files, metrics and logs
+    /// [default: the API host].
+    #[arg(long = "tenant", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The tenant's API base URL, e.g. `https://contoso.eu2.portal.cloudappsecurity.com`.
     #[arg(long, value_name = "URL")]
-    pub api_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
     /// API token (prefer --token-file: command lines are visible to other users).
     #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// File holding the API token; re-read on every request, so a rotated
     /// token is picked up without a restart.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
     /// Entra directory (tenant) id, for application credentials.
-    #[arg(long, value_name = "ID", requires = "client_id")]
+    #[arg(long, value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// Entra application (client) id.
-    #[arg(long, value_name = "ID", requires = "tenant_id")]
+    #[arg(long, value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Entra client secret (prefer --client-secret-file).
     #[arg(long, value_name = "SECRET", conflicts_with = "client_secret_file")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
     /// File holding the Entra client secret.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<PathBuf>,
-    /// Entra login base URL (for sovereign clouds).
-    #[arg(long, value_name = "URL", default_value = crate::source::client::DEFAULT_LOGIN_URL)]
-    pub login_url: String,
-    /// Data types to pull, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = ["alerts", "activities"], value_parser = parse_kind)]
-    pub data_types: Vec<StreamKind>,
-    /// Directory for checkpoints (created, mode 0700).
-    #[arg(long, value_name = "DIR", default_value = "siem-agent-state")]
-    pub state_dir: PathBuf,
-    /// How far back the first start reaches (e.g. 2d, 36h).
-    #[arg(long, default_value = "2d", value_parser = parse_duration)]
-    pub backfill: Duration,
-    /// Wait between polls once caught up.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub poll_interval: Duration,
+    /// Entra login base URL, for sovereign clouds [default:
+    /// https://login.microsoftonline.com].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
+    /// Data types to pull, comma-separated [default: alerts,activities].
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_types: Option<Vec<StreamKind>>,
+    /// How far back the first start reaches, e.g. 2d or 36h [default: 2d].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backfill: Option<Duration>,
+    /// Wait between polls once caught up [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub poll_interval: Option<Duration>,
     /// Requests per minute for this tenant, shared by all data types (the
-    /// API allows 30; 0 means no limit, for simulators only).
-    #[arg(long, default_value_t = crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE, value_name = "N")]
-    pub requests_per_minute: u32,
+    /// API allows 30; 0 means no limit, for simulators only) [default: 25].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
     /// HTTP proxy, as ADDRESS or ADDRESS:PORT (port 8080 when omitted).
     #[arg(long, value_name = "ADDRESS[:PORT]")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
     /// Extra CA certificate (PEM) to trust for the API.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_ca: Option<PathBuf>,
-    /// Extra API filters for activities (a JSON filter object, passed through).
+    /// File with extra API filters for activities (a JSON filter object).
     #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub activities_filter: Option<PathBuf>,
-    /// Extra API filters for alerts.
+    /// File with extra API filters for alerts.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts_filter: Option<PathBuf>,
-    /// Where the CEF lines go; `-` is stdout.
-    #[arg(long, value_name = "-", default_value = "-")]
-    pub output: String,
+    /// API filters written in the config file (`[tenant.filters.activities]`).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Filters::is_empty")]
+    pub filters: Filters,
+    /// Where the CEF lines go without a syslog host; `-` is stdout.
+    #[arg(long, value_name = "-")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// Tries per page (429, 5xx, network errors, malformed pages) before the
-    /// failure counts as critical.
-    #[arg(long, default_value_t = crate::source::client::DEFAULT_MAX_ATTEMPTS, value_name = "N")]
-    pub retry_attempts: u32,
-    /// Longest wait between two tries.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub retry_max_delay: Duration,
-    /// Consecutive critical failures before giving up (exit 75).
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    pub max_critical_errors: u32,
-    /// Name for this tenant's checkpoint files (default: the API host).
-    #[arg(long, value_name = "NAME")]
-    pub tenant: Option<String>,
-    /// Exit once every data type has caught up (one-shot export).
-    #[arg(long)]
-    pub once: bool,
+    /// failure counts as critical [default: 8].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_attempts: Option<u32>,
+    /// Longest wait between two tries [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_max_delay: Option<Duration>,
+    /// Consecutive critical failures before giving up (exit 75) [default: 10].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_critical_errors: Option<u32>,
     /// How the records are formatted.
     #[command(flatten)]
-    pub format: FormatArgs,
+    #[serde(default, skip_serializing_if = "FormatOptions::is_empty")]
+    pub format: FormatOptions,
     /// Where the lines go (stdout unless a syslog host is given).
     #[command(flatten)]
-    pub syslog: SyslogArgs,
+    #[serde(default, skip_serializing_if = "SyslogOptions::is_empty")]
+    pub syslog: SyslogOptions,
+}
+
+/// API filters per data type, as TOML tables (the API's JSON filter
+/// objects, written in TOML).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    /// Filters for activities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activities: Option<toml::Table>,
+    /// Filters for alerts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<toml::Table>,
+}
+
+impl Filters {
+    fn is_empty(&self) -> bool {
+        self.activities.is_none() && self.alerts.is_none()
+    }
 }
 
 fn parse_kind(text: &str) -> Result<StreamKind, String> {
@@ -161,18 +320,21 @@ pub struct DemoArgs {
     /// Keep tailing the live simulated tenant instead of exiting.
     #[arg(long)]
     pub follow: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
     /// How the records are formatted.
     #[command(flatten)]
-    pub format: FormatArgs,
+    pub format: FormatOptions,
     /// Where the lines go (stdout unless a syslog host is given).
     #[command(flatten)]
-    pub syslog: SyslogArgs,
+    pub syslog: SyslogOptions,
 }
 
 impl DemoArgs {
-    /// The simulator configuration and a run plan pointing at it; the
-    /// caller fills in the simulator's URL once it listens.
-    pub fn build(&self, state_dir: PathBuf) -> Result<(SimulatorConfig, RunPlan), ConfigError> {
+    /// The simulator configuration and a plan pointing at it; the caller
+    /// fills in the simulator's URL once it listens.
+    pub fn build(&self, state_dir: PathBuf) -> Result<(SimulatorConfig, ServicePlan), ConfigError> {
         if self.activities_per_minute == 0 {
             return Err(ConfigError::ZeroRate("activities-per-minute"));
         }
@@ -180,8 +342,9 @@ impl DemoArgs {
         simulator.requests_per_minute = None;
         simulator.activities.per_minute = self.activities_per_minute;
         simulator.activities.max_index_delay_ms = 30_000;
-        let plan = RunPlan {
+        let tenant = RunPlan {
             tenant: "demo".to_owned(),
+            fingerprint: String::new(),
             client: ClientConfig {
                 api_url: String::new(),
                 credentials: Credentials::Token(Secret::Value(simulator.token.clone())),
@@ -196,13 +359,18 @@ impl DemoArgs {
             requests_per_minute: 0,
             kinds: vec![StreamKind::Alerts, StreamKind::Activities],
             filters: HashMap::new(),
-            state_dir,
             backfill: self.history + Duration::from_secs(60),
             poll_interval: Duration::from_secs(5),
             max_critical_errors: 10,
-            once: !self.follow,
             encoder: self.format.build()?,
             destination: self.syslog.build()?,
+        };
+        let plan = ServicePlan {
+            tenants: vec![tenant],
+            state_dir,
+            once: !self.follow,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            metrics_listen: None,
         };
         Ok((simulator, plan))
     }
@@ -282,85 +450,132 @@ pub struct ReplayArgs {
     pub files: Vec<PathBuf>,
     /// How the records are formatted.
     #[command(flatten)]
-    pub format: FormatArgs,
+    pub format: FormatOptions,
     /// Where the lines go (stdout unless a syslog host is given).
     #[command(flatten)]
-    pub syslog: SyslogArgs,
+    pub syslog: SyslogOptions,
 }
 
-/// Options that shape each CEF line, shared by every command that emits them.
-#[derive(Debug, Args, Clone)]
-pub struct FormatArgs {
-    /// Which mapping to use: per record (`auto`) or for all records.
-    #[arg(long, value_enum, default_value_t = DataType::Auto)]
-    pub data_type: DataType,
-    /// Device version in the CEF header; pin it to what your parsers expect.
-    #[arg(long, default_value = AGENT_VERSION, value_name = "V")]
-    pub agent_version: String,
-    /// Portal base URL for the links in `cs1`.
-    #[arg(long, default_value = DEFAULT_PORTAL_URL, value_name = "URL")]
-    pub portal_url: String,
-    /// Syslog header style in front of each CEF line.
-    #[arg(long, value_enum, default_value_t = HeaderStyle::Iso)]
-    pub header: HeaderStyle,
+/// Options that shape each CEF line, shared by every command that emits
+/// them (the `[format]` table of a tenant in the config file).
+#[derive(Debug, Args, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatOptions {
+    /// Which mapping to use: per record (`auto`) or for all records
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<DataType>,
+    /// Device version in the CEF header; pin it to what your parsers expect
+    /// [default: this agent's version].
+    #[arg(long, value_name = "V")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// Portal base URL for the links in `cs1` [default:
+    /// https://portal.cloudappsecurity.com].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portal_url: Option<String>,
+    /// Syslog header style in front of each CEF line [default: iso].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderStyle>,
     /// Host name in the header (default: none for `iso`, this machine's name
     /// for the RFC styles).
     #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
-    /// Syslog facility number for the PRI (0-23; 16 is local0).
-    #[arg(long, default_value_t = DEFAULT_FACILITY, value_name = "N")]
-    pub facility: u8,
+    /// Syslog facility number for the PRI (0-23; 16 is local0) [default: 16].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facility: Option<u8>,
+}
+
+impl FormatOptions {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where the CEF lines go: a syslog receiver, or stdout when no host is
-/// given.
-#[derive(Debug, Args, Clone)]
-pub struct SyslogArgs {
+/// given (the `[syslog]` table of a tenant in the config file).
+#[derive(Debug, Args, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogOptions {
     /// Syslog receiver (host name or IP address); without it, lines go to
     /// stdout.
-    #[arg(long, value_name = "HOST")]
-    pub syslog_host: Option<String>,
+    #[arg(long = "syslog-host", value_name = "HOST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Receiver port [default: 514 for udp and tcp, 6514 for tls, 2514 for
     /// relp].
-    #[arg(long, value_name = "PORT", requires = "syslog_host")]
-    pub syslog_port: Option<u16>,
+    #[arg(long = "syslog-port", value_name = "PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// Transport: udp (no delivery guarantee), tcp and tls (confirmed by the
-    /// receiver's TCP stack), relp and relp-tls (confirmed by the receiver).
-    #[arg(long, value_enum, value_name = "PROTOCOL", requires = "syslog_host")]
-    pub syslog_protocol: Option<Protocol>,
+    /// receiver's TCP stack), relp and relp-tls (confirmed by the receiver)
+    /// [default: tcp].
+    #[arg(long = "syslog-protocol", value_enum, value_name = "PROTOCOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
     /// Framing on tcp and tls [default: lf for tcp, octet-counting for tls].
-    #[arg(long, value_enum, value_name = "FRAMING", requires = "syslog_host")]
-    pub syslog_framing: Option<Framing>,
+    #[arg(long = "syslog-framing", value_enum, value_name = "FRAMING")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub framing: Option<Framing>,
     /// Longest message in bytes; longer ones are cut on a character boundary
     /// and counted [default: 2048 for udp, no limit otherwise].
-    #[arg(long, value_name = "BYTES", requires = "syslog_host")]
-    pub syslog_max_message: Option<usize>,
+    #[arg(long = "syslog-max-message", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_message: Option<usize>,
     /// CA certificates (PEM) to verify the receiver with, instead of the
     /// system's trust store (tls, relp-tls).
-    #[arg(long, value_name = "FILE", requires = "syslog_host")]
-    pub syslog_ca: Option<PathBuf>,
+    #[arg(long = "syslog-ca", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, value_name = "FILE", requires = "syslog_client_key")]
-    pub syslog_client_cert: Option<PathBuf>,
+    #[arg(long = "syslog-client-cert", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "syslog_client_cert")]
-    pub syslog_client_key: Option<PathBuf>,
-    /// RELP messages sent and not yet acknowledged, at most.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_WINDOW)]
-    pub relp_window: usize,
+    #[arg(long = "syslog-client-key", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// RELP messages sent and not yet acknowledged, at most [default: 128].
+    #[arg(long = "relp-window", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relp_window: Option<usize>,
 }
 
-impl SyslogArgs {
+impl SyslogOptions {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl SyslogOptions {
     /// Validates the options into a destination.
     pub fn build(&self) -> Result<Destination, ConfigError> {
-        let Some(host) = &self.syslog_host else {
-            if self.syslog_client_cert.is_some() || self.syslog_client_key.is_some() {
-                return Err(ConfigError::Syslog(
-                    "--syslog-client-cert and --syslog-client-key need --syslog-host".into(),
-                ));
+        let Some(host) = &self.host else {
+            let without_host = [
+                ("--syslog-port", self.port.is_some()),
+                ("--syslog-protocol", self.protocol.is_some()),
+                ("--syslog-framing", self.framing.is_some()),
+                ("--syslog-max-message", self.max_message.is_some()),
+                ("--syslog-ca", self.ca.is_some()),
+                ("--syslog-client-cert", self.client_cert.is_some()),
+                ("--syslog-client-key", self.client_key.is_some()),
+                ("--relp-window", self.relp_window.is_some()),
+            ];
+            if let Some((option, _)) = without_host.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::Syslog(format!("{option} needs --syslog-host")));
             }
             return Ok(Destination::Stdout);
         };
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(ConfigError::Syslog(
+                "--syslog-client-cert and --syslog-client-key go together".into(),
+            ));
+        }
         let bad = |why: String| Err(ConfigError::Syslog(why));
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -368,12 +583,12 @@ impl SyslogArgs {
                 "--syslog-host {host:?} is not a host name or address"
             ));
         }
-        let protocol = self.syslog_protocol.unwrap_or(Protocol::Tcp);
-        let port = self.syslog_port.unwrap_or(protocol.default_port());
+        let protocol = self.protocol.unwrap_or(Protocol::Tcp);
+        let port = self.port.unwrap_or(protocol.default_port());
         if port == 0 {
             return bad("--syslog-port must be 1-65535".into());
         }
-        let framing = match (protocol, self.syslog_framing) {
+        let framing = match (protocol, self.framing) {
             (Protocol::Tcp | Protocol::Tls, Some(framing)) => framing,
             (Protocol::Tcp, None) => Framing::Lf,
             (Protocol::Tls, None) => Framing::OctetCounting,
@@ -382,7 +597,7 @@ impl SyslogArgs {
                 return bad("--syslog-framing applies to tcp and tls only (udp sends one message per datagram; RELP frames its own)".into())
             }
         };
-        let max_message = match (protocol, self.syslog_max_message) {
+        let max_message = match (protocol, self.max_message) {
             (Protocol::Udp, None) => Some(DEFAULT_UDP_MESSAGE_BYTES),
             (Protocol::Udp, Some(n)) if !(MIN_MESSAGE_BYTES..=MAX_UDP_MESSAGE_BYTES).contains(&n) => {
                 return bad(format!(
@@ -397,14 +612,14 @@ impl SyslogArgs {
             (_, limit) => limit,
         };
         let tls_options = TlsOptions {
-            ca_file: self.syslog_ca.clone(),
-            client_cert: self.syslog_client_cert.clone(),
-            client_key: self.syslog_client_key.clone(),
+            ca_file: self.ca.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
         };
         let tls = if protocol.uses_tls() {
             Some(TlsClient::build(host, &tls_options)?)
         } else {
-            if self.syslog_ca.is_some() || self.syslog_client_cert.is_some() {
+            if self.ca.is_some() || self.client_cert.is_some() {
                 return bad(
                     "--syslog-ca and --syslog-client-cert need --syslog-protocol tls or relp-tls"
                         .into(),
@@ -412,11 +627,9 @@ impl SyslogArgs {
             }
             None
         };
-        if self.relp_window == 0 || self.relp_window > 100_000 {
-            return bad(format!(
-                "--relp-window {} must be 1 to 100000",
-                self.relp_window
-            ));
+        let relp_window = self.relp_window.unwrap_or(DEFAULT_WINDOW);
+        if relp_window == 0 || relp_window > 100_000 {
+            return bad(format!("--relp-window {relp_window} must be 1 to 100000"));
         }
         Ok(Destination::Syslog(SinkPlan {
             host: host.to_owned(),
@@ -425,7 +638,7 @@ impl SyslogArgs {
             framing,
             max_message,
             tls,
-            relp_window: self.relp_window,
+            relp_window,
         }))
     }
 }
@@ -479,6 +692,80 @@ pub enum ConfigError {
     /// The portal URL must be an absolute http(s) URL.
     #[error("--portal-url {0:?} is not an http:// or https:// URL")]
     PortalUrl(String),
+    /// An error in the config file, with where it is.
+    #[error("{}{}{}{message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), if key.is_empty() { ": ".to_owned() } else { format!(": {key}: ") })]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The line (1-based), when known.
+        line: Option<usize>,
+        /// The key, as a dotted path (`tenant[0].syslog.port`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A required option is missing.
+    #[error("no {key}: set `{key}` in the config file (--config) or pass {flag}")]
+    Missing {
+        /// The config file key.
+        key: &'static str,
+        /// The flag.
+        flag: &'static str,
+    },
+    /// A flag that names one tenant was given with several tenants.
+    #[error("{flag} cannot be given on the command line: the config file lists {tenants} tenants; set it in their [[tenant]] tables")]
+    IdentityFlag {
+        /// The flag.
+        flag: String,
+        /// How many tenants.
+        tenants: usize,
+    },
+    /// Two tenants have the same name.
+    #[error("two tenants are named {0:?} (the name defaults to the API host); give each a different `name`")]
+    DuplicateTenant(String),
+    /// Both a filter file and filters in the config file were given.
+    #[error("{0}: give filters either as a file or in the config file, not both")]
+    TwoFilters(&'static str),
+    /// Filters that cannot be turned into JSON.
+    #[error("filters: {0}")]
+    Filter(String),
+    /// The data type list is empty.
+    #[error("data_types is empty: give alerts, activities or both")]
+    NoDataTypes,
+    /// Not a log level.
+    #[error("log level {0:?}: expected error, warn, info, debug or trace")]
+    LogLevel(String),
+    /// The layers did not combine (a bug: the parts were checked alone).
+    #[error("cannot combine the config file with the flags: {0}")]
+    Merge(String),
+}
+
+impl ConfigError {
+    /// The tenant option (config file key, dotted) this error is about.
+    pub fn key(&self) -> Option<&'static str> {
+        Some(match self {
+            ConfigError::Header(HeaderError::Hostname(_)) => "format.hostname",
+            ConfigError::Header(HeaderError::Facility(_)) => "format.facility",
+            ConfigError::Header(_) => "format.header",
+            ConfigError::AgentVersion(_) => "format.agent_version",
+            ConfigError::PortalUrl(_) => "format.portal_url",
+            ConfigError::Proxy(_) => "proxy",
+            ConfigError::File { option, .. } => match *option {
+                "--api-ca" => "api_ca",
+                "--activities-filter" => "activities_filter",
+                "--alerts-filter" => "alerts_filter",
+                _ => return None,
+            },
+            ConfigError::Syslog(_) | ConfigError::SyslogTls(_) => "syslog",
+            ConfigError::Output(_) => "output",
+            ConfigError::ApiUrl(_) => "api_url",
+            ConfigError::Missing { key, .. } => key,
+            ConfigError::DuplicateTenant(_) => "name",
+            ConfigError::TwoFilters(_) | ConfigError::Filter(_) => "filters",
+            ConfigError::NoDataTypes => "data_types",
+            _ => return None,
+        })
+    }
 }
 
 /// Where `replay` reads from.
@@ -501,28 +788,35 @@ pub struct ReplayPlan {
     pub destination: Destination,
 }
 
-impl FormatArgs {
+impl FormatOptions {
     /// Validates the options into an encoder.
     pub fn build(&self) -> Result<Encoder, ConfigError> {
-        let version = &self.agent_version;
+        let version = self.agent_version.as_deref().unwrap_or(AGENT_VERSION);
         if version.is_empty() || version.chars().count() > MAX_AGENT_VERSION_LEN {
-            return Err(ConfigError::AgentVersion(version.clone()));
+            return Err(ConfigError::AgentVersion(version.to_owned()));
         }
-        let portal = &self.portal_url;
+        let portal = self.portal_url.as_deref().unwrap_or(DEFAULT_PORTAL_URL);
         let has_host = portal
             .strip_prefix("https://")
             .or_else(|| portal.strip_prefix("http://"))
             .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
         if !has_host || portal.chars().any(char::is_control) {
-            return Err(ConfigError::PortalUrl(portal.clone()));
+            return Err(ConfigError::PortalUrl(portal.to_owned()));
         }
-        let hostname = match (&self.hostname, self.header) {
+        let style = self.header.unwrap_or(HeaderStyle::Iso);
+        let hostname = match (&self.hostname, style) {
             (Some(name), _) => Some(name.clone()),
             (None, HeaderStyle::Rfc3164 | HeaderStyle::Rfc5424) => machine_hostname(),
             (None, _) => None,
         };
-        let header = SyslogHeader::new(self.header, hostname, self.facility)?;
-        Ok(Encoder::new(version, portal, header, self.data_type))
+        let facility = self.facility.unwrap_or(DEFAULT_FACILITY);
+        let header = SyslogHeader::new(style, hostname, facility)?;
+        Ok(Encoder::new(
+            version,
+            portal,
+            header,
+            self.data_type.unwrap_or(DataType::Auto),
+        ))
     }
 }
 
@@ -545,121 +839,6 @@ impl ReplayArgs {
         };
         Ok(ReplayPlan {
             inputs,
-            encoder: self.format.build()?,
-            destination: self.syslog.build()?,
-        })
-    }
-}
-
-impl RunArgs {
-    /// Validates the options into a plan.
-    pub fn build(&self) -> Result<RunPlan, ConfigError> {
-        let api_url = self.api_url.trim_end_matches('/').to_owned();
-        let host = api_url
-            .strip_prefix("https://")
-            .or_else(|| api_url.strip_prefix("http://"))
-            .map(|rest| rest.split('/').next().unwrap_or(""))
-            .filter(|host| !host.is_empty())
-            .ok_or_else(|| ConfigError::ApiUrl(self.api_url.clone()))?
-            .to_owned();
-        if self.output != "-" {
-            return Err(ConfigError::Output(self.output.clone()));
-        }
-        let credentials = match (
-            &self.token,
-            &self.token_file,
-            &self.tenant_id,
-            &self.client_id,
-            &self.client_secret,
-            &self.client_secret_file,
-        ) {
-            (Some(token), None, None, ..) => Credentials::Token(Secret::Value(token.clone())),
-            (None, Some(file), None, ..) => Credentials::Token(Secret::File(file.clone())),
-            (None, None, Some(tenant_id), Some(client_id), secret, secret_file) => {
-                let client_secret = match (secret, secret_file) {
-                    (Some(value), None) => Secret::Value(value.clone()),
-                    (None, Some(file)) => Secret::File(file.clone()),
-                    _ => return Err(ConfigError::NoCredentials),
-                };
-                Credentials::Entra {
-                    login_url: self.login_url.clone(),
-                    tenant_id: tenant_id.clone(),
-                    client_id: client_id.clone(),
-                    client_secret,
-                }
-            }
-            _ => return Err(ConfigError::NoCredentials),
-        };
-        let proxy = self
-            .proxy
-            .as_deref()
-            .map(crate::source::client::parse_proxy)
-            .transpose()
-            .map_err(ConfigError::Proxy)?;
-        let read = |option: &'static str, path: &PathBuf| {
-            std::fs::read(path).map_err(|error| ConfigError::File {
-                option,
-                path: path.clone(),
-                reason: error.to_string(),
-            })
-        };
-        let ca_pem = match &self.api_ca {
-            Some(path) => Some(String::from_utf8_lossy(&read("--api-ca", path)?).into_owned()),
-            None => None,
-        };
-        let mut filters = HashMap::new();
-        for (option, path, kind) in [
-            (
-                "--activities-filter",
-                &self.activities_filter,
-                StreamKind::Activities,
-            ),
-            ("--alerts-filter", &self.alerts_filter, StreamKind::Alerts),
-        ] {
-            let Some(path) = path else { continue };
-            let mut bytes = read(option, path)?;
-            let value =
-                simd_json::to_owned_value(&mut bytes).map_err(|error| ConfigError::File {
-                    option,
-                    path: path.clone(),
-                    reason: format!("not JSON: {error}"),
-                })?;
-            if value.as_object().is_none() {
-                return Err(ConfigError::File {
-                    option,
-                    path: path.clone(),
-                    reason: "must be a JSON object of API filters".into(),
-                });
-            }
-            filters.insert(kind, value);
-        }
-        let mut kinds = Vec::new();
-        for kind in &self.data_types {
-            if !kinds.contains(kind) {
-                kinds.push(*kind);
-            }
-        }
-        Ok(RunPlan {
-            tenant: self.tenant.clone().unwrap_or(host),
-            client: ClientConfig {
-                api_url,
-                credentials,
-                proxy,
-                ca_pem,
-                connect_timeout: Duration::from_secs(10),
-                request_timeout: Duration::from_secs(120),
-                max_attempts: self.retry_attempts.max(1),
-                backoff_base: Duration::from_millis(500).min(self.retry_max_delay),
-                backoff_cap: self.retry_max_delay,
-            },
-            requests_per_minute: self.requests_per_minute,
-            kinds,
-            filters,
-            state_dir: self.state_dir.clone(),
-            backfill: self.backfill,
-            poll_interval: self.poll_interval,
-            max_critical_errors: self.max_critical_errors,
-            once: self.once,
             encoder: self.format.build()?,
             destination: self.syslog.build()?,
         })
@@ -732,7 +911,7 @@ mod tests {
         let mut argv = vec!["siem-agent", "replay"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
-        let Command::Replay(replay) = cli.command else {
+        let Some(Command::Replay(replay)) = cli.command else {
             panic!("parsed as replay")
         };
         replay.format.build()
@@ -767,7 +946,7 @@ mod tests {
     #[test]
     fn dash_means_stdin() {
         let cli = Cli::try_parse_from(["siem-agent", "replay", "a.json", "-"]).expect("parses");
-        let Command::Replay(replay) = cli.command else {
+        let Some(Command::Replay(replay)) = cli.command else {
             panic!("parsed as replay")
         };
         let plan = replay.build().expect("valid");

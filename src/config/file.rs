@@ -1,0 +1,557 @@
+//! The config file and how it combines with flags.
+//!
+//! The file is TOML. Its top level holds the process's options
+//! ([`ServiceOptions`]); `[defaults]` holds tenant options every tenant
+//! inherits; each `[[tenant]]` table is one tenant ([`TenantOptions`]).
+//! Flags are the strongest layer: a flag overrides the same option of every
+//! tenant. Flags that identify a tenant (name, API URL, credentials) are
+//! refused when the file lists more than one tenant, because they could
+//! only mean one of them.
+//!
+//! Every error names the file, the line and the key, because the person
+//! reading it is editing that file. Syntax and type errors come with
+//! positions from the TOML parser; errors found when the values are built
+//! into a plan (a port out of range, an unreadable CA file) are located by
+//! looking their key up in the parsed document.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use simd_json::prelude::*;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::{
+    ConfigError, RunArgs, ServiceOptions, TenantOptions, DEFAULT_CONFIG_FILE,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR,
+};
+use crate::pipeline::{RunPlan, ServicePlan};
+use crate::simulator::data::StreamKind;
+use crate::source::client::{ClientConfig, Credentials, Secret, DEFAULT_LOGIN_URL};
+
+/// Key of the table every tenant inherits from.
+pub const DEFAULTS_KEY: &str = "defaults";
+/// Key of the tenant tables.
+pub const TENANT_KEY: &str = "tenant";
+/// Tenant options that identify one tenant: as flags, they are refused
+/// when the file lists several tenants.
+const IDENTITY_KEYS: [&str; 8] = [
+    "name",
+    "api_url",
+    "token",
+    "token_file",
+    "tenant_id",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+];
+/// Credential keys: when flags give any, the file's are ignored, so a
+/// `--token` replaces a `token_file` instead of conflicting with it.
+const CREDENTIAL_KEYS: [&str; 6] = [
+    "token",
+    "token_file",
+    "tenant_id",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+];
+
+/// Log settings, fixed at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPlan {
+    /// Directory for log files, if any.
+    pub directory: Option<PathBuf>,
+    /// Size at which a file is rotated.
+    pub file_bytes: u64,
+    /// Rotated files kept.
+    pub files: usize,
+    /// Level filter (`info`, `debug`, ...).
+    pub level: String,
+}
+
+/// Default size at which a log file is rotated.
+pub const DEFAULT_LOG_FILE_BYTES: u64 = 10 << 20;
+/// Default number of rotated log files kept.
+pub const DEFAULT_LOG_FILES: usize = 5;
+
+/// A parsed config file, kept for locating errors.
+struct Document {
+    path: PathBuf,
+    text: String,
+}
+
+impl Document {
+    fn line_at(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn at(&self, offset: Option<usize>, key: String, message: String) -> ConfigError {
+        ConfigError::InFile {
+            path: self.path.clone(),
+            line: offset.map(|o| self.line_at(o)),
+            key,
+            message,
+        }
+    }
+
+    /// The span of the value at `path` (dotted keys and `[index]`), or of
+    /// its nearest ancestor that exists.
+    fn locate(&self, root: &Spanned<DeTable<'_>>, path: &str) -> Option<usize> {
+        let mut found = Some(root.span().start);
+        let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
+        let mut value: Option<&Spanned<DeValue<'_>>> = None;
+        for segment in path.split('.') {
+            let (key, index) = match segment.split_once('[') {
+                Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (segment, None),
+            };
+            let next = match (table, value) {
+                (Some(t), _) => t.get(key),
+                (None, Some(v)) => v.get_ref().get(key),
+                (None, None) => None,
+            };
+            let Some(mut next) = next else { break };
+            if let Some(index) = index {
+                match next.get_ref().get(index) {
+                    Some(item) => next = item,
+                    None => break,
+                }
+            }
+            found = Some(next.span().start);
+            table = None;
+            value = Some(next);
+        }
+        found
+    }
+}
+
+/// The config file `args` read: `--config`, or the default file when it
+/// exists.
+pub fn config_path(args: &RunArgs) -> Option<PathBuf> {
+    match &args.config {
+        Some(path) => Some(path.clone()),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+            default.exists().then_some(default)
+        }
+    }
+}
+
+/// Reads the config file, if there is one.
+fn read_file(path: Option<PathBuf>) -> Result<Option<Document>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::InFile {
+        path: path.clone(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read: {error}"),
+    })?;
+    Ok(Some(Document { path, text }))
+}
+
+/// Deserializes one part of the document, errors located.
+fn part<T: DeserializeOwned>(
+    doc: &Document,
+    value: Spanned<DeValue<'_>>,
+    prefix: &str,
+) -> Result<T, ConfigError> {
+    let deserializer = toml::de::ValueDeserializer::from(value);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let key = match (prefix, path.as_str()) {
+            (p, ".") | (p, "") => p.to_owned(),
+            ("", path) => path.to_owned(),
+            (p, path) => format!("{p}.{path}"),
+        };
+        let inner = error.into_inner();
+        doc.at(
+            inner.span().map(|s| s.start),
+            key,
+            inner.message().to_owned(),
+        )
+    })
+}
+
+/// The file's layers: service options, `[defaults]`, and the tenants.
+struct FileLayers {
+    service: ServiceOptions,
+    defaults: TenantOptions,
+    tenants: Vec<TenantOptions>,
+}
+
+fn parse_layers(doc: &Document) -> Result<FileLayers, ConfigError> {
+    let root = DeTable::parse(&doc.text).map_err(|error| {
+        doc.at(
+            error.span().map(|s| s.start),
+            String::new(),
+            error.message().to_owned(),
+        )
+    })?;
+    let span = root.span();
+    let mut service = DeTable::new();
+    let mut defaults = None;
+    let mut tenants = None;
+    for (key, value) in root.get_ref().iter() {
+        match key.get_ref().as_ref() {
+            DEFAULTS_KEY => defaults = Some(value.clone()),
+            TENANT_KEY => tenants = Some(value.clone()),
+            _ => {
+                service.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let service = part(doc, Spanned::new(span.clone(), DeValue::Table(service)), "")?;
+    let defaults = match defaults {
+        Some(value) => part(doc, value, DEFAULTS_KEY)?,
+        None => TenantOptions::default(),
+    };
+    let tenants = match tenants {
+        None => Vec::new(),
+        Some(value) => {
+            let Some(items) = value.get_ref().as_array() else {
+                return Err(doc.at(
+                    Some(value.span().start),
+                    TENANT_KEY.into(),
+                    "must be an array of tables: write each tenant as [[tenant]]".into(),
+                ));
+            };
+            let mut tenants = Vec::new();
+            for (index, item) in items.iter().enumerate() {
+                tenants.push(part(doc, item.clone(), &format!("{TENANT_KEY}[{index}]"))?);
+            }
+            tenants
+        }
+    };
+    Ok(FileLayers {
+        service,
+        defaults,
+        tenants,
+    })
+}
+
+fn to_table<T: serde::Serialize>(value: &T) -> toml::Table {
+    // Our option structs always serialize to a table.
+    toml::Table::try_from(value).unwrap_or_default()
+}
+
+/// Lays `over` onto `base`, recursing into tables.
+fn overlay(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => overlay(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn from_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, ConfigError> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|error: toml::de::Error| ConfigError::Merge(error.message().to_owned()))
+}
+
+/// Reads the config file (if any) and combines it with the flags into a
+/// validated plan, plus the log settings.
+pub fn load(args: &RunArgs) -> Result<(ServicePlan, LogPlan), ConfigError> {
+    let doc = read_file(config_path(args))?;
+    let layers = match &doc {
+        Some(doc) => parse_layers(doc)?,
+        None => FileLayers {
+            service: ServiceOptions::default(),
+            defaults: TenantOptions::default(),
+            tenants: Vec::new(),
+        },
+    };
+    let mut service_table = to_table(&layers.service);
+    overlay(&mut service_table, to_table(&args.service));
+    let service: ServiceOptions = from_table(service_table)?;
+
+    let flags = to_table(&args.tenant);
+    let tenant_count = layers.tenants.len().max(1);
+    if tenant_count > 1 {
+        if let Some(key) = IDENTITY_KEYS.iter().find(|k| flags.contains_key(**k)) {
+            return Err(ConfigError::IdentityFlag {
+                flag: format!("--{}", if *key == "name" { "tenant" } else { key })
+                    .replace('_', "-"),
+                tenants: tenant_count,
+            });
+        }
+    }
+    let flags_give_credentials = CREDENTIAL_KEYS.iter().any(|k| flags.contains_key(*k));
+    let file_tenants = if layers.tenants.is_empty() {
+        vec![TenantOptions::default()]
+    } else {
+        layers.tenants
+    };
+    let parsed_root = doc.as_ref().and_then(|d| DeTable::parse(&d.text).ok());
+    let mut tenants: Vec<RunPlan> = Vec::new();
+    for (index, tenant) in file_tenants.into_iter().enumerate() {
+        let mut merged = to_table(&layers.defaults);
+        overlay(&mut merged, to_table(&tenant));
+        if flags_give_credentials {
+            for key in CREDENTIAL_KEYS {
+                merged.remove(key);
+            }
+        }
+        overlay(&mut merged, flags.clone());
+        let fingerprint = fingerprint(&merged);
+        let options: TenantOptions = from_table(merged)?;
+        let built = build_tenant(&options, fingerprint).and_then(|plan| {
+            match tenants.iter().find(|t| t.tenant == plan.tenant) {
+                Some(_) => Err(ConfigError::DuplicateTenant(plan.tenant)),
+                None => Ok(plan),
+            }
+        });
+        match built {
+            Ok(plan) => tenants.push(plan),
+            Err(error) => {
+                let key = error.key();
+                let from_flag = key.is_some_and(|k| {
+                    let top = k.split('.').next().unwrap_or(k);
+                    flags.contains_key(top)
+                        && (top == k
+                            || flags
+                                .get(top)
+                                .and_then(|t| t.as_table())
+                                .is_some_and(|t| t.contains_key(k.rsplit('.').next().unwrap_or(k))))
+                });
+                return Err(match (&doc, &parsed_root, key) {
+                    (Some(doc), Some(root), Some(key)) if !from_flag => {
+                        let in_tenant = format!("{TENANT_KEY}[{index}].{key}");
+                        let in_defaults = format!("{DEFAULTS_KEY}.{key}");
+                        let (path, offset) = if has_key(root, &in_tenant) {
+                            (in_tenant.clone(), doc.locate(root, &in_tenant))
+                        } else if has_key(root, &in_defaults) {
+                            (in_defaults.clone(), doc.locate(root, &in_defaults))
+                        } else {
+                            (in_tenant.clone(), doc.locate(root, &in_tenant))
+                        };
+                        doc.at(offset, path, error.to_string())
+                    }
+                    (Some(doc), Some(root), None) if !layers_empty(root) => {
+                        let path = format!("{TENANT_KEY}[{index}]");
+                        doc.at(doc.locate(root, &path), path, error.to_string())
+                    }
+                    _ => error,
+                });
+            }
+        }
+    }
+    let plan = ServicePlan {
+        tenants,
+        state_dir: service
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        once: service.once,
+        shutdown_timeout: service.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        metrics_listen: service.metrics_listen,
+    };
+    let level = service.log_level.clone().unwrap_or_else(|| "info".into());
+    if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+        return Err(ConfigError::LogLevel(level));
+    }
+    let log = LogPlan {
+        directory: service.logs_directory.clone(),
+        file_bytes: service.log_file_bytes.unwrap_or(DEFAULT_LOG_FILE_BYTES),
+        files: service.log_files.unwrap_or(DEFAULT_LOG_FILES),
+        level,
+    };
+    Ok((plan, log))
+}
+
+fn has_key(root: &Spanned<DeTable<'_>>, path: &str) -> bool {
+    let mut value: Option<&Spanned<DeValue<'_>>> = None;
+    for segment in path.split('.') {
+        let (key, index) = match segment.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let next = match value {
+            None => root.get_ref().get(key),
+            Some(v) => v.get_ref().get(key),
+        };
+        let Some(mut next) = next else { return false };
+        if let Some(index) = index {
+            match next.get_ref().get(index) {
+                Some(item) => next = item,
+                None => return false,
+            }
+        }
+        value = Some(next);
+    }
+    true
+}
+
+fn layers_empty(root: &Spanned<DeTable<'_>>) -> bool {
+    root.get_ref().get(TENANT_KEY).is_none()
+}
+
+/// A digest of a tenant's merged options, to tell whether a reload
+/// changed it (the options themselves hold secrets).
+fn fingerprint(table: &toml::Table) -> String {
+    let mut hasher = DefaultHasher::new();
+    table.to_string().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Validates one tenant's merged options into its plan.
+pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunPlan, ConfigError> {
+    let Some(raw_url) = &options.api_url else {
+        return Err(ConfigError::Missing {
+            key: "api_url",
+            flag: "--api-url",
+        });
+    };
+    let api_url = raw_url.trim_end_matches('/').to_owned();
+    let host = api_url
+        .strip_prefix("https://")
+        .or_else(|| api_url.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| ConfigError::ApiUrl(raw_url.clone()))?
+        .to_owned();
+    if let Some(output) = &options.output {
+        if output != "-" {
+            return Err(ConfigError::Output(output.clone()));
+        }
+    }
+    let credentials = match (
+        &options.token,
+        &options.token_file,
+        &options.tenant_id,
+        &options.client_id,
+        &options.client_secret,
+        &options.client_secret_file,
+    ) {
+        (Some(token), None, None, ..) => Credentials::Token(Secret::Value(token.clone())),
+        (None, Some(file), None, ..) => Credentials::Token(Secret::File(file.clone())),
+        (None, None, Some(tenant_id), Some(client_id), secret, secret_file) => {
+            let client_secret = match (secret, secret_file) {
+                (Some(value), None) => Secret::Value(value.clone()),
+                (None, Some(file)) => Secret::File(file.clone()),
+                _ => return Err(ConfigError::NoCredentials),
+            };
+            Credentials::Entra {
+                login_url: options
+                    .login_url
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_LOGIN_URL.to_owned()),
+                tenant_id: tenant_id.clone(),
+                client_id: client_id.clone(),
+                client_secret,
+            }
+        }
+        _ => return Err(ConfigError::NoCredentials),
+    };
+    let proxy = options
+        .proxy
+        .as_deref()
+        .map(crate::source::client::parse_proxy)
+        .transpose()
+        .map_err(ConfigError::Proxy)?;
+    let read = |option: &'static str, path: &PathBuf| {
+        std::fs::read(path).map_err(|error| ConfigError::File {
+            option,
+            path: path.clone(),
+            reason: error.to_string(),
+        })
+    };
+    let ca_pem = match &options.api_ca {
+        Some(path) => Some(String::from_utf8_lossy(&read("--api-ca", path)?).into_owned()),
+        None => None,
+    };
+    let mut filters = HashMap::new();
+    for (option, path, kind) in [
+        (
+            "--activities-filter",
+            &options.activities_filter,
+            StreamKind::Activities,
+        ),
+        (
+            "--alerts-filter",
+            &options.alerts_filter,
+            StreamKind::Alerts,
+        ),
+    ] {
+        let Some(path) = path else { continue };
+        let mut bytes = read(option, path)?;
+        let value = simd_json::to_owned_value(&mut bytes).map_err(|error| ConfigError::File {
+            option,
+            path: path.clone(),
+            reason: format!("not JSON: {error}"),
+        })?;
+        if value.as_object().is_none() {
+            return Err(ConfigError::File {
+                option,
+                path: path.clone(),
+                reason: "must be a JSON object of API filters".into(),
+            });
+        }
+        filters.insert(kind, value);
+    }
+    for (kind, table) in [
+        (StreamKind::Activities, &options.filters.activities),
+        (StreamKind::Alerts, &options.filters.alerts),
+    ] {
+        let Some(table) = table else { continue };
+        if filters.contains_key(&kind) {
+            return Err(ConfigError::TwoFilters(crate::status::kind_name(kind)));
+        }
+        let value = simd_json::serde::to_owned_value(table)
+            .map_err(|error| ConfigError::Filter(error.to_string()))?;
+        filters.insert(kind, value);
+    }
+    let mut kinds = Vec::new();
+    for kind in options
+        .data_types
+        .clone()
+        .unwrap_or_else(|| vec![StreamKind::Alerts, StreamKind::Activities])
+    {
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        return Err(ConfigError::NoDataTypes);
+    }
+    let retry_max_delay = options.retry_max_delay.unwrap_or(Duration::from_secs(60));
+    Ok(RunPlan {
+        tenant: options.name.clone().unwrap_or(host),
+        fingerprint,
+        client: ClientConfig {
+            api_url,
+            credentials,
+            proxy,
+            ca_pem,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            max_attempts: options
+                .retry_attempts
+                .unwrap_or(crate::source::client::DEFAULT_MAX_ATTEMPTS)
+                .max(1),
+            backoff_base: Duration::from_millis(500).min(retry_max_delay),
+            backoff_cap: retry_max_delay,
+        },
+        requests_per_minute: options
+            .requests_per_minute
+            .unwrap_or(crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE),
+        kinds,
+        filters,
+        backfill: options.backfill.unwrap_or(Duration::from_secs(2 * 86_400)),
+        poll_interval: options.poll_interval.unwrap_or(Duration::from_secs(30)),
+        max_critical_errors: options.max_critical_errors.unwrap_or(10),
+        encoder: options.format.build()?,
+        destination: options.syslog.build()?,
+    })
+}
