@@ -1,7 +1,7 @@
 //! Configuration, in two steps: clap (and serde, for the config file)
 //! parse the arguments into plain structs, then `build()` validates them
 //! once into a plan whose fields can be trusted for the rest of the run
-//! ("parse, don't validate"). [`file`] reads the config file and lays the
+//! ("parse, don't validate"). [`mod@file`] reads the config file and lays the
 //! flags over it.
 
 pub mod file;
@@ -201,7 +201,7 @@ pub struct TenantOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<PathBuf>,
     /// Entra login base URL, for sovereign clouds [default:
-    /// https://login.microsoftonline.com].
+    /// `https://login.microsoftonline.com`].
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_url: Option<String>,
@@ -472,7 +472,7 @@ pub struct FormatOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
     /// Portal base URL for the links in `cs1` [default:
-    /// https://portal.cloudappsecurity.com].
+    /// `https://portal.cloudappsecurity.com`].
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portal_url: Option<String>,
