@@ -555,3 +555,172 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
         destination: options.syslog.build()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+    use crate::sink::Destination;
+    use clap::Parser as _;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("siem-agent-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("written");
+        path
+    }
+
+    fn load_with(path: &std::path::Path, flags: &[&str]) -> Result<ServicePlan, ConfigError> {
+        let mut argv = vec!["siem-agent", "--config", path.to_str().expect("utf-8")];
+        argv.extend_from_slice(flags);
+        let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
+        load(&cli.run).map(|(plan, _)| plan)
+    }
+
+    const TWO_TENANTS: &str = r#"
+state_dir = "/var/lib/x"
+shutdown_timeout = "5s"
+
+[defaults]
+requests_per_minute = 20
+data_types = ["alerts"]
+
+[defaults.syslog]
+host = "siem.example.com"
+protocol = "tcp"
+
+[[tenant]]
+name = "contoso"
+api_url = "https://contoso.portal.cloudappsecurity.com"
+token_file = "/etc/x/contoso.token"
+
+[tenant.filters.alerts]
+severity = { gte = 1 }
+
+[[tenant]]
+name = "fabrikam"
+api_url = "https://fabrikam.portal.cloudappsecurity.com/"
+token = "abc"
+data_types = ["activities", "alerts"]
+syslog = { host = "other.example.com", port = 1514 }
+"#;
+
+    #[test]
+    fn tenants_inherit_defaults_and_flags_override_every_tenant() {
+        let path = write("two.toml", TWO_TENANTS);
+        let plan = load_with(&path, &["--syslog-port", "2000", "--poll-interval", "7s"])
+            .expect("valid");
+        assert_eq!(plan.state_dir, PathBuf::from("/var/lib/x"));
+        assert_eq!(plan.shutdown_timeout, Duration::from_secs(5));
+        let [contoso, fabrikam] = &plan.tenants[..] else {
+            panic!("two tenants")
+        };
+        assert_eq!(contoso.tenant, "contoso");
+        assert_eq!(contoso.kinds, [StreamKind::Alerts]);
+        assert_eq!(contoso.requests_per_minute, 20);
+        assert!(contoso.filters.contains_key(&StreamKind::Alerts));
+        assert_eq!(fabrikam.kinds, [StreamKind::Activities, StreamKind::Alerts]);
+        for (tenant, host) in [(contoso, "siem.example.com"), (fabrikam, "other.example.com")] {
+            assert_eq!(tenant.poll_interval, Duration::from_secs(7));
+            let Destination::Syslog(sink) = &tenant.destination else {
+                panic!("syslog")
+            };
+            assert_eq!((sink.host.as_str(), sink.port), (host, 2000), "flag wins");
+        }
+        assert_ne!(contoso.fingerprint, fabrikam.fingerprint);
+    }
+
+    #[test]
+    fn a_changed_option_changes_only_that_tenants_fingerprint() {
+        let before = load_with(&write("fp1.toml", TWO_TENANTS), &[]).expect("valid");
+        let edited = TWO_TENANTS.replace("severity = { gte = 1 }", "severity = { gte = 2 }");
+        let after = load_with(&write("fp2.toml", &edited), &[]).expect("valid");
+        assert_ne!(before.tenants[0].fingerprint, after.tenants[0].fingerprint);
+        assert_eq!(before.tenants[1].fingerprint, after.tenants[1].fingerprint);
+    }
+
+    fn error_text(name: &str, text: &str, flags: &[&str]) -> String {
+        let path = write(name, text);
+        let error = load_with(&path, flags).expect_err("invalid").to_string();
+        let shown = path.display().to_string();
+        error.replace(&shown, "FILE")
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let cases = [
+            ("syntax", "[[tenant]]\nname = \n", "FILE:2: "),
+            (
+                "unknown",
+                "[[tenant]]\nname = \"a\"\n\n[[tenant]]\nsylsog = 1\n",
+                "FILE:5: tenant[1].sylsog: unknown field `sylsog`",
+            ),
+            (
+                "type",
+                "[[tenant]]\napi_url = \"https://a.b\"\ntoken = \"t\"\nsyslog.port = \"x\"\n",
+                "FILE:4: tenant[0].syslog.port: invalid type",
+            ),
+            (
+                "top",
+                "metrics_listen = \"nowhere\"\n",
+                "FILE:1: metrics_listen: ",
+            ),
+            (
+                "semantic",
+                "[[tenant]]\napi_url = \"https://a.b\"\ntoken = \"t\"\n[tenant.syslog]\nhost = \"h\"\nprotocol = \"udp\"\nmax_message = 10\n",
+                "FILE:4: tenant[0].syslog: --syslog-max-message 10: for udp",
+            ),
+            (
+                "in_defaults",
+                "[defaults]\nproxy = \"bad proxy:1\"\n[[tenant]]\napi_url = \"https://a.b\"\ntoken = \"t\"\n",
+                "FILE:2: defaults.proxy: ",
+            ),
+            (
+                "missing",
+                "[[tenant]]\nname = \"a\"\ntoken = \"t\"\n",
+                "FILE:1: tenant[0].api_url: no api_url",
+            ),
+            (
+                "duplicate",
+                "[[tenant]]\napi_url = \"https://a.b\"\ntoken = \"t\"\n[[tenant]]\napi_url = \"https://a.b/\"\ntoken = \"u\"\n",
+                "FILE:4: tenant[1].name: two tenants are named \"a.b\"",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            let error = error_text(&format!("{name}.toml"), text, &[]);
+            assert!(error.starts_with(expected), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_flag_is_reported_as_the_flag() {
+        let error = error_text("flag.toml", TWO_TENANTS, &["--syslog-port", "0"]);
+        assert_eq!(error, "--syslog-port must be 1-65535");
+        let error = error_text("identity.toml", TWO_TENANTS, &["--token", "x"]);
+        assert!(error.starts_with("--token cannot be given"), "{error}");
+    }
+
+    #[test]
+    fn the_vendor_start_up_line_supplies_the_credentials() {
+        let path = write(
+            "vendor.toml",
+            "[[tenant]]\napi_url = \"https://a.b\"\ntoken_file = \"/nonexistent\"\n",
+        );
+        let plan = load_with(
+            &path,
+            &["--logsDirectory", "/tmp/logs", "--proxy", "proxy.local", "--token", "T0K"],
+        )
+        .expect("valid");
+        let client = &plan.tenants[0].client;
+        assert_eq!(client.proxy.as_deref(), Some("proxy.local:8080"));
+        assert!(matches!(&client.credentials, Credentials::Token(Secret::Value(t)) if t == "T0K"));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/siem-agent.toml");
+        let plan = load_with(std::path::Path::new(example), &[]).expect("the example loads");
+        assert!(!plan.tenants.is_empty());
+    }
+}
