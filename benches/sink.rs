@@ -335,7 +335,7 @@ fn ours(
         .then(|| PKI.with(|pki| pki.server_config().expect("server config")));
     let (port, sink) = blackhole(tls, relp);
     let plan = SinkPlan { port, ..plan };
-    let mut handle = spawn_sink(Destination::Syslog(plan)).expect("writer");
+    let mut handle = spawn_sink(Destination::Syslog(plan), "bench").expect("writer");
     let started = Instant::now();
     let mut sent = 0u64;
     let mut lines = 0u64;

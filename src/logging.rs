@@ -67,7 +67,7 @@ pub fn init(plan: &LogPlan) -> Result<(), LogError> {
                     source,
                 })?;
             let mut options = OpenOptions::new();
-            options.mode(0o600);
+            options.read(true).create(true).append(true).mode(0o600);
             let files = FileRotate::new(
                 directory.join(LOG_FILE_NAME),
                 AppendCount::new(plan.files),

@@ -101,8 +101,9 @@ pub struct SinkHandle {
     spare: Vec<Batch>,
 }
 
-/// Starts the writer thread for `destination`.
-pub fn spawn_sink(destination: Destination) -> Result<SinkHandle, SinkError> {
+/// Starts the writer thread for `destination`; `label` names it in log
+/// lines (the tenant).
+pub fn spawn_sink(destination: Destination, label: &str) -> Result<SinkHandle, SinkError> {
     let (batches_in, batches_out) = crossbeam_channel::bounded(SINK_CHANNEL_BATCHES);
     let (returned_in, returned) = crossbeam_channel::unbounded();
     let health = Arc::new(SinkHealth::default());
@@ -123,7 +124,7 @@ pub fn spawn_sink(destination: Destination) -> Result<SinkHandle, SinkError> {
             (None, thread)
         }
         Destination::Syslog(plan) => {
-            let writer = SyslogWriter::new(plan, thread_health)?;
+            let writer = SyslogWriter::new(plan, thread_health, label)?;
             let waker = writer.waker();
             let thread = std::thread::Builder::new()
                 .name("writer-syslog".into())
@@ -404,7 +405,7 @@ fn start_tenant(plan: RunPlan, store: &CheckpointStore, once: bool) -> Result<Te
         })?
         .with_stop(stop.clone());
     let _ = status.client.set(client.stats());
-    let sink = spawn_sink(plan.destination.clone()).map_err(RunError::Output)?;
+    let sink = spawn_sink(plan.destination.clone(), &tenant).map_err(RunError::Output)?;
     let _ = status.sink.set(Arc::clone(&sink.health));
     let (pages_in, pages_out) = crossbeam_channel::bounded::<Page>(PAGE_CHANNEL_PAGES);
     let (verdicts_in, verdicts_out) = crossbeam_channel::bounded::<Verdict>(1);

@@ -70,7 +70,7 @@ pub fn run(plan: ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) -
     } = plan;
     let output = match destination {
         Destination::Stdout => Output::Direct(out),
-        syslog @ Destination::Syslog(_) => match spawn_sink(syslog) {
+        syslog @ Destination::Syslog(_) => match spawn_sink(syslog, "replay") {
             Ok(sink) => Output::Sink(sink),
             Err(error) => {
                 let _ = writeln!(diagnostics, "siem-agent: {error}");

@@ -11,6 +11,8 @@ mod pull;
 mod replay_cli;
 #[path = "it/roundtrip.rs"]
 mod roundtrip;
+#[path = "it/service.rs"]
+mod service;
 #[path = "it/simulator.rs"]
 mod simulator;
 #[path = "it/support/mod.rs"]

@@ -609,8 +609,8 @@ syslog = { host = "other.example.com", port = 1514 }
     #[test]
     fn tenants_inherit_defaults_and_flags_override_every_tenant() {
         let path = write("two.toml", TWO_TENANTS);
-        let plan = load_with(&path, &["--syslog-port", "2000", "--poll-interval", "7s"])
-            .expect("valid");
+        let plan =
+            load_with(&path, &["--syslog-port", "2000", "--poll-interval", "7s"]).expect("valid");
         assert_eq!(plan.state_dir, PathBuf::from("/var/lib/x"));
         assert_eq!(plan.shutdown_timeout, Duration::from_secs(5));
         let [contoso, fabrikam] = &plan.tenants[..] else {
@@ -621,7 +621,10 @@ syslog = { host = "other.example.com", port = 1514 }
         assert_eq!(contoso.requests_per_minute, 20);
         assert!(contoso.filters.contains_key(&StreamKind::Alerts));
         assert_eq!(fabrikam.kinds, [StreamKind::Activities, StreamKind::Alerts]);
-        for (tenant, host) in [(contoso, "siem.example.com"), (fabrikam, "other.example.com")] {
+        for (tenant, host) in [
+            (contoso, "siem.example.com"),
+            (fabrikam, "other.example.com"),
+        ] {
             assert_eq!(tenant.poll_interval, Duration::from_secs(7));
             let Destination::Syslog(sink) = &tenant.destination else {
                 panic!("syslog")
@@ -709,7 +712,14 @@ syslog = { host = "other.example.com", port = 1514 }
         );
         let plan = load_with(
             &path,
-            &["--logsDirectory", "/tmp/logs", "--proxy", "proxy.local", "--token", "T0K"],
+            &[
+                "--logsDirectory",
+                "/tmp/logs",
+                "--proxy",
+                "proxy.local",
+                "--token",
+                "T0K",
+            ],
         )
         .expect("valid");
         let client = &plan.tenants[0].client;

@@ -158,6 +158,7 @@ pub struct Simulator {
     stats: Arc<Stats>,
     stopping: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 impl Simulator {
@@ -177,6 +178,7 @@ impl Simulator {
         });
         let stopping = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
+            token: Mutex::new(config.token.clone()),
             config,
             stats: Arc::clone(&stats),
             window: Mutex::new(VecDeque::new()),
@@ -185,15 +187,17 @@ impl Simulator {
             connections: AtomicUsize::new(0),
         });
         let stop_flag = Arc::clone(&stopping);
+        let thread_shared = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("simulator-accept".into())
-            .spawn(move || accept_loop(listener, shared, tls_config, stop_flag))?;
+            .spawn(move || accept_loop(listener, thread_shared, tls_config, stop_flag))?;
         Ok(Self {
             address,
             tls,
             stats,
             stopping,
             acceptor: Some(acceptor),
+            shared,
         })
     }
 
@@ -217,6 +221,11 @@ impl Simulator {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+
+    /// Rotates the API token: from now on only `token` is accepted.
+    pub fn set_token(&self, token: &str) {
+        *self.shared.token.lock() = token.to_owned();
+    }
 }
 
 impl Drop for Simulator {
@@ -232,6 +241,8 @@ impl Drop for Simulator {
 
 struct Shared {
     config: SimulatorConfig,
+    /// The API token accepted now (starts as the configured one).
+    token: Mutex<String>,
     stats: Arc<Stats>,
     /// Times of recent list requests, for the per-minute limit.
     window: Mutex<VecDeque<Instant>>,
@@ -537,7 +548,7 @@ fn page_json(stream: &StreamConfig, page: &query::Page) -> Vec<u8> {
 fn authorized(header: Option<&str>, shared: &Shared) -> bool {
     let Some(header) = header else { return false };
     if let Some(token) = header.strip_prefix("Token ") {
-        return token == shared.config.token;
+        return token == *shared.token.lock();
     }
     if let Some(token) = header.strip_prefix("Bearer ") {
         let now = Instant::now();

@@ -58,11 +58,13 @@ pub struct SyslogWriter {
     poll: Poll,
     waker: Arc<Waker>,
     health: Arc<SinkHealth>,
+    /// Names the writer in log lines (the tenant).
+    label: String,
 }
 
 impl SyslogWriter {
     /// Sets up the event loop (no connection is made yet).
-    pub fn new(plan: SinkPlan, health: Arc<SinkHealth>) -> Result<Self, SinkError> {
+    pub fn new(plan: SinkPlan, health: Arc<SinkHealth>, label: &str) -> Result<Self, SinkError> {
         let poll = Poll::new().map_err(SinkError::Poll)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(SinkError::Poll)?);
         health.set_waker(Arc::clone(&waker));
@@ -71,6 +73,7 @@ impl SyslogWriter {
             poll,
             waker,
             health,
+            label: label.to_owned(),
         })
     }
 
@@ -85,6 +88,7 @@ impl SyslogWriter {
     /// forever; only a failure of the event loop itself ends the run early.
     pub fn run(self, batches: Receiver<Batch>, confirmed: Sender<Batch>) -> Result<(), SinkError> {
         let mut state = Loop {
+            label: self.label,
             plan: self.plan,
             poll: self.poll,
             health: self.health,
@@ -373,6 +377,7 @@ struct Loop {
     plan: SinkPlan,
     poll: Poll,
     health: Arc<SinkHealth>,
+    label: String,
     batches: Receiver<Batch>,
     confirmed: Sender<Batch>,
     pending: VecDeque<Pending>,
@@ -677,7 +682,8 @@ impl Loop {
         self.connected_before = true;
         if self.health.set(LinkState::Connected, None) {
             tracing::info!(
-                "syslog: connected to {} ({}, {:?})",
+                "{}: syslog: connected to {} ({}, {:?})",
+                self.label,
                 self.plan.target(),
                 link.address,
                 self.plan.protocol
@@ -709,7 +715,8 @@ impl Loop {
             .set(failure.state, Some(failure.message.clone()))
         {
             tracing::warn!(
-                "syslog: {}: {}; {} line(s) waiting; retrying with backoff",
+                "{}: syslog: {}: {}; {} line(s) waiting; retrying with backoff",
+                self.label,
                 failure.state.describe(),
                 failure.message,
                 self.pending
@@ -869,7 +876,8 @@ impl Loop {
                         self.udp_failing = false;
                         if self.health.set(LinkState::Connected, None) {
                             tracing::info!(
-                                "syslog: {}: UDP sends succeed again",
+                                "{}: syslog: {}: UDP sends succeed again",
+                                self.label,
                                 self.plan.target()
                             );
                         }
@@ -887,7 +895,8 @@ impl Loop {
                         .set(LinkState::SendError, Some(format!("UDP: {e}")))
                     {
                         tracing::warn!(
-                            "syslog: {}: {}: {e}; UDP datagrams are being lost",
+                            "{}: syslog: {}: {}: {e}; UDP datagrams are being lost",
+                            self.label,
                             LinkState::SendError.describe(),
                             self.plan.target()
                         );

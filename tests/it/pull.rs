@@ -20,7 +20,7 @@ use super::support::bin;
 use super::support::cases::check_one_line;
 
 /// A scratch directory unique to one test.
-fn scratch(name: &str) -> PathBuf {
+pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("siem-agent-pull-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -60,7 +60,7 @@ pub fn run_args(sim: &Simulator, dir: &Path) -> Vec<String> {
 }
 
 /// Starts the agent with stdout to `out` and stderr to `out` + ".err".
-fn spawn(args: &[String], out: &Path) -> Child {
+pub fn spawn(args: &[String], out: &Path) -> Child {
     let stdout = std::fs::File::create(out).expect("output file");
     let stderr = std::fs::File::create(out.with_extension("err")).expect("log file");
     Command::new(bin())
@@ -72,7 +72,7 @@ fn spawn(args: &[String], out: &Path) -> Child {
 }
 
 /// Runs to completion with a time bound; returns the process output.
-fn run_to_end(args: &[String], out: &Path, limit: Duration) -> Output {
+pub fn run_to_end(args: &[String], out: &Path, limit: Duration) -> Output {
     let mut child = spawn(args, out);
     let started = Instant::now();
     loop {
@@ -108,7 +108,7 @@ fn run_ok(args: &[String], out: &Path, limit: Duration) -> HashMap<String, u32> 
 
 /// `externalId` of every complete, strictly valid line in the files,
 /// counted.
-fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
+pub fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
     let mut ids = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -382,7 +382,7 @@ fn an_entra_token_is_replaced_before_it_expires() {
 }
 
 /// A minimal HTTP CONNECT proxy on loopback that counts tunnels.
-fn connect_proxy() -> (String, Arc<AtomicU64>) {
+pub fn connect_proxy() -> (String, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
     let address = listener.local_addr().expect("address").to_string();
     let tunnels = Arc::new(AtomicU64::new(0));
