@@ -68,11 +68,12 @@ pub struct Cursor {
     pub scan: Option<Scan>,
 }
 
-/// What a page says, as far as paging is concerned.
+/// What a page says, as far as paging is concerned. The ids borrow from
+/// the parsed page: reading them allocates nothing per record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PageInfo {
+pub struct PageInfo<'page> {
     /// Each record's `_id` (empty when missing), in page order.
-    pub ids: Vec<String>,
+    pub ids: Vec<&'page str>,
     /// Each record's order key (`created` or `date`), when present.
     pub keys: Vec<Option<i64>>,
     /// `hasNext`.
@@ -257,7 +258,7 @@ impl Cursor {
     }
 
     /// Reads the paging facts from a parsed page (its root value).
-    pub fn page_info(&self, page: Value<'_, '_>) -> Result<PageInfo, CursorError> {
+    pub fn page_info<'page>(&self, page: Value<'_, 'page>) -> Result<PageInfo<'page>, CursorError> {
         let data = page
             .get("data")
             .and_then(|d| d.as_array())
@@ -281,7 +282,7 @@ impl Cursor {
                 return Err(CursorError::NotAPage("a record is not an object"));
             };
             let id = record.get("_id").and_then(|v| v.into_string());
-            info.ids.push(id.unwrap_or_default().to_owned());
+            info.ids.push(id.unwrap_or_default());
             info.keys.push(
                 record
                     .get(key_field)
@@ -300,7 +301,7 @@ impl Cursor {
 
     /// Which records of the page to deliver (indices into the page), and
     /// the cursor once they are delivered.
-    pub fn advance(&self, info: &PageInfo) -> Result<(Vec<usize>, Cursor), CursorError> {
+    pub fn advance(&self, info: &PageInfo<'_>) -> Result<(Vec<usize>, Cursor), CursorError> {
         let mut next = self.clone();
         if let Some(scan) = &self.scan {
             let deliver = (0..info.ids.len()).collect();
@@ -321,7 +322,7 @@ impl Cursor {
         let mut newest = self.position;
         for (index, (id, key)) in info.ids.iter().zip(&info.keys).enumerate() {
             let key = key.unwrap_or(self.position);
-            if key == self.position && !id.is_empty() && seen.contains(id.as_str()) {
+            if key == self.position && !id.is_empty() && seen.contains(id) {
                 continue;
             }
             deliver.push(index);
@@ -333,7 +334,7 @@ impl Cursor {
             .iter()
             .zip(&info.keys)
             .filter(|(_, key)| key.unwrap_or(self.position) == newest)
-            .map(|(id, _)| id.clone());
+            .map(|(id, _)| (*id).to_owned());
         if newest == self.position {
             let mut ids: Vec<String> = self.boundary_ids.clone();
             for id in at_newest {
@@ -368,9 +369,9 @@ impl Cursor {
 mod tests {
     use super::*;
 
-    fn info(records: &[(&str, i64)], has_next: bool) -> PageInfo {
+    fn info<'a>(records: &[(&'a str, i64)], has_next: bool) -> PageInfo<'a> {
         PageInfo {
-            ids: records.iter().map(|(id, _)| (*id).to_owned()).collect(),
+            ids: records.iter().map(|(id, _)| *id).collect(),
             keys: records.iter().map(|(_, key)| Some(*key)).collect(),
             has_next,
             next_upper: None,
@@ -408,7 +409,7 @@ mod tests {
         let cursor = Cursor::start(StreamKind::Alerts, 1_000, 500);
         let ids: Vec<String> = (0..100).map(|n| format!("id{n}")).collect();
         let page = PageInfo {
-            ids: ids.clone(),
+            ids: ids.iter().map(String::as_str).collect(),
             keys: vec![Some(500); 100],
             has_next: true,
             next_upper: None,
@@ -506,18 +507,25 @@ mod tests {
     fn page_info_reads_the_fields() {
         let cursor = Cursor::start(StreamKind::Activities, 10_000, 4_000);
         let mut parser = crate::parse::Parser::new();
-        let mut info = |json: &[u8]| {
+        // (ids, keys, next_upper) of a page.
+        type Facts = (Vec<String>, Vec<Option<i64>>, Option<i64>);
+        let mut info = |json: &[u8]| -> Result<Facts, String> {
             let mut bytes = json.to_vec();
             parser
-                .inspect(&mut bytes, |root| cursor.page_info(root))
+                .inspect(&mut bytes, |root| {
+                    cursor.page_info(root).map(|page| {
+                        let ids = page.ids.iter().map(|id| (*id).to_owned()).collect();
+                        (ids, page.keys, page.next_upper)
+                    })
+                })
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))
         };
-        let page = info(br#"{"data":[{"_id":"a","timestamp":9000,"created":9500}],"hasNext":true,"nextQueryFilters":{"date":{"gte":6000,"lte":9000}}}"#)
+        let (ids, keys, next_upper) = info(br#"{"data":[{"_id":"a","timestamp":9000,"created":9500}],"hasNext":true,"nextQueryFilters":{"date":{"gte":6000,"lte":9000}}}"#)
             .expect("a page");
-        assert_eq!(page.ids, ["a"]);
-        assert_eq!(page.keys, [Some(9000)]);
-        assert_eq!(page.next_upper, Some(9000));
+        assert_eq!(ids, ["a"]);
+        assert_eq!(keys, [Some(9000)]);
+        assert_eq!(next_upper, Some(9000));
         assert!(info(b"{\"data\":5}").is_err());
         assert!(info(b"{\"data\":[],\"hasNext\":").is_err());
         assert!(info(b"{\"data\":[1],\"hasNext\":false}").is_err());

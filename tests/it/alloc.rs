@@ -167,3 +167,70 @@ fn parsing_and_encoding_ndjson_allocates_nothing_after_warm_up() {
     assert_eq!(stats.records, 10_000);
     assert_eq!(during, 0, "allocations while reading 10,000 NDJSON records");
 }
+
+/// A scan page of `count` simulated activities, as the API sends it.
+fn scan_page(count: u64) -> Vec<u8> {
+    let config = siem_agent::simulator::SimulatorConfig::new(
+        1_700_000_000_000,
+        std::time::Duration::from_secs(3600),
+    );
+    let mut page = b"{\"data\":[".to_vec();
+    for index in 0..count {
+        if index > 0 {
+            page.push(b',');
+        }
+        config.activities.write_record(index, &mut page);
+    }
+    page.extend_from_slice(
+        b"],\"hasNext\":true,\"nextQueryFilters\":{\"date\":{\"lte\":1699999999999}}}",
+    );
+    page
+}
+
+#[test]
+fn a_page_costs_the_same_allocations_whatever_its_record_count() {
+    use siem_agent::parse::Parser;
+    use siem_agent::simulator::data::StreamKind;
+    use siem_agent::source::cursor::Cursor;
+    use simd_json::prelude::*;
+
+    let cursor = Cursor::start(StreamKind::Activities, 1_700_000_000_000, 3_600_000);
+    let mut parser = Parser::new();
+    let mut encoder = encoder(HeaderStyle::Iso);
+    let mut batch = Vec::with_capacity(16 * 1024 * 1024);
+    // Allocations while reading the paging facts, moving the cursor and
+    // encoding every record of one page, after a warm-up with the same page.
+    let mut cost = |count: u64| {
+        let page = scan_page(count);
+        let mut counted = 0;
+        for pass in 0..2 {
+            let mut bytes = page.clone();
+            batch.clear();
+            let before = allocations();
+            let records = parser
+                .inspect(&mut bytes, |root| {
+                    let info = cursor.page_info(root).expect("a page");
+                    let (deliver, _next) = cursor.advance(&info).expect("moves");
+                    let data = root.get("data").and_then(|d| d.as_array()).expect("data");
+                    for record in data.iter() {
+                        encoder.encode(&record.as_object().expect("object"), &mut batch);
+                        batch.push(b'\n');
+                    }
+                    deliver.len()
+                })
+                .expect("parses");
+            if pass == 1 {
+                counted = allocations() - before;
+            }
+            assert_eq!(records as u64, count, "every record of a scan page is new");
+        }
+        counted
+    };
+    let small = cost(100);
+    let large = cost(2_000);
+    assert_eq!(
+        small, large,
+        "allocations per page grow with its records: 100 records {small}, 2,000 records {large}"
+    );
+    assert!(small < 20, "{small} allocations for one page");
+}
