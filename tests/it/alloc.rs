@@ -192,7 +192,6 @@ fn a_page_costs_the_same_allocations_whatever_its_record_count() {
     use siem_agent::parse::Parser;
     use siem_agent::simulator::data::StreamKind;
     use siem_agent::source::cursor::Cursor;
-    use simd_json::prelude::*;
 
     let cursor = Cursor::start(StreamKind::Activities, 1_700_000_000_000, 3_600_000);
     let mut parser = Parser::new();
