@@ -11,6 +11,7 @@ pub mod cef;
 pub mod checkpoint;
 pub mod config;
 pub mod logging;
+pub mod memory;
 pub mod parse;
 pub mod pipeline;
 pub mod replay;

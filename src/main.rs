@@ -17,6 +17,7 @@ use siem_agent::{logging, pipeline, replay, status};
 const EXIT_BAD_OPTIONS: u8 = 2;
 
 fn main() -> ExitCode {
+    siem_agent::memory::bound_heap_growth();
     let cli = Cli::parse();
     match cli.command {
         None => run(cli.run),

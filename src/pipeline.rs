@@ -47,6 +47,7 @@ use tracing::{error, info, warn};
 
 use crate::cef::Encoder;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::parse::page::SplitPage;
 use crate::parse::Parser;
 use crate::shutdown::StopSignal;
 use crate::simulator::data::StreamKind;
@@ -62,13 +63,11 @@ use crate::status::{self, kind_name, Direction, State, TenantStatus};
 pub const SINK_CHANNEL_BATCHES: usize = 8;
 /// Pages waiting in the channel to the encoder (one more is being encoded
 /// and one fetched: three page buffers at most).
-pub const PAGE_CHANNEL_PAGES: usize = 1;
-/// Page size (bytes of JSON) above which the parser's and the page's
-/// buffers are released after use instead of kept: a backfill page of
-/// 5,000 records needs about 30 MiB while it is processed, a tail page a
-/// fraction of that, and a long-running tail should not keep the
-/// backfill's peak.
-pub const RETAIN_PAGE_BYTES: usize = 2 << 20;
+pub const PAGE_CHANNEL_PAGES: usize = 0;
+/// Capacity a page buffer keeps after a page no larger than this: a
+/// backfill page of 5,000 records is about 6 MB, a tail page a fraction of
+/// that, and a long-running tail should not keep the backfill's peak.
+pub const RETAIN_PAGE_BYTES: usize = 1 << 20;
 /// How often the service looks at its tenants, signals and config file.
 pub const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 /// A status file is rewritten at least this often (its `updated` time
@@ -409,7 +408,7 @@ fn start_tenant(plan: RunPlan, store: &CheckpointStore, once: bool) -> Result<Te
     let _ = status.sink.set(Arc::clone(&sink.health));
     let (pages_in, pages_out) = crossbeam_channel::bounded::<Page>(PAGE_CHANNEL_PAGES);
     let (verdicts_in, verdicts_out) = crossbeam_channel::bounded::<Verdict>(1);
-    let (spare_in, spare_out) = crossbeam_channel::bounded::<Vec<u8>>(2);
+    let (spare_in, spare_out) = crossbeam_channel::bounded::<Vec<u8>>(1);
     let pages_queued = Arc::new(AtomicUsize::new(0));
     {
         let mut depths = status.depths.lock();
@@ -439,6 +438,8 @@ fn start_tenant(plan: RunPlan, store: &CheckpointStore, once: bool) -> Result<Te
                     awaiting: VecDeque::new(),
                     next_ticket: 1,
                     pages_queued,
+                    split: SplitPage::default(),
+                    scratch: Vec::new(),
                 };
                 let result = work.run(pages_out, verdicts_in, spare_in);
                 if result.is_err() {
@@ -623,6 +624,10 @@ struct EncodeLoop {
     awaiting: VecDeque<AwaitedPage>,
     next_ticket: u64,
     pages_queued: Arc<AtomicUsize>,
+    /// The current page's record ranges and the rest of it.
+    split: SplitPage,
+    /// Id buffers for the cursor's page walk.
+    scratch: Vec<String>,
 }
 
 /// Why encoding a page stopped.
@@ -653,12 +658,14 @@ impl EncodeLoop {
                 }
                 Err(PageFailure::Fatal(error)) => return Err(error),
             }
-            if page.bytes.len() > RETAIN_PAGE_BYTES {
-                self.parser = Parser::new();
-            } else {
-                // A full spare channel means the fetcher has enough.
-                let _ = spare.try_send(page.bytes);
+            // Backfill pages keep their large buffers for the next ones; a
+            // small (tail) page gives back what a backfill left behind.
+            if page.bytes.len() <= RETAIN_PAGE_BYTES {
+                page.bytes.shrink_to(RETAIN_PAGE_BYTES);
+                self.split.rest.shrink_to(RETAIN_PAGE_BYTES);
             }
+            // A full spare channel means the fetcher has enough.
+            let _ = spare.try_send(page.bytes);
         }
         for batch in self.sink.finish().map_err(RunError::Output)? {
             self.settle(batch.ticket)?;
@@ -683,8 +690,10 @@ impl EncodeLoop {
         }
     }
 
-    /// Parses a page, answers the fetcher as soon as the cursor has moved,
-    /// then encodes the new records into batches for the writer.
+    /// Splits a page, answers the fetcher as soon as the next cursor is
+    /// known, and parses and encodes the records one by one into batches
+    /// for the writer (a page is never parsed whole: see
+    /// [`crate::parse::page`]).
     fn encode_page(
         &mut self,
         page: &mut Page,
@@ -696,36 +705,110 @@ impl EncodeLoop {
             sink,
             awaiting,
             next_ticket,
+            split,
+            scratch,
+            status,
             ..
         } = self;
         let cursor = &page.cursor;
-        let parsed = parser.inspect(&mut page.bytes, |root| {
-            let info = cursor
-                .page_info(root)
-                .map_err(|e| PageFailure::Rejected(e.to_string()))?;
-            let (deliver, next) = cursor
-                .advance(&info)
-                .map_err(|e| PageFailure::Rejected(e.to_string()))?;
-            let ticket = *next_ticket;
-            *next_ticket += 1;
+        let rejected = |why: String| PageFailure::Rejected(why);
+        split
+            .split(&page.bytes)
+            .map_err(|e| rejected(e.to_string()))?;
+        let (has_next, next_upper) = parser
+            .inspect(&mut split.rest, |root| cursor.page_facts(root))
+            .map_err(|e| rejected(e.to_string()))?
+            .map_err(|e| rejected(e.to_string()))?;
+        let ticket = *next_ticket;
+        *next_ticket += 1;
+        let records = split.records.len();
+        // Every record of a scan page is new, so the next cursor is known
+        // before any is parsed: the fetcher goes on while this page is
+        // encoded. Other pages (at most 100 records) are answered after.
+        let scanning = cursor.scanning();
+        if scanning {
+            let next = cursor
+                .begin_page(&mut Vec::new())
+                .finish(has_next, next_upper)
+                .map_err(|e| rejected(e.to_string()))?;
             awaiting.push_back(AwaitedPage {
                 ticket,
                 cursor: next.clone(),
-                records: deliver.len(),
+                records,
             });
             // The fetcher may stop listening (shutdown); the page is still
             // delivered, and its checkpoint saved when confirmed.
             let _ = verdicts.send(Verdict::Accepted {
-                has_next: info.has_next,
+                has_next,
                 next,
-                delivered: deliver.len(),
+                delivered: records,
             });
-            encode_records(root, &deliver, encoder, sink, ticket)
-        });
-        match parsed {
-            Ok(result) => result,
-            Err(error) => Err(PageFailure::Rejected(error.to_string())),
         }
+        let mut advance = cursor.begin_page(scratch);
+        let mut batch = sink.batch();
+        let mut delivered = 0;
+        let mut bad = 0u64;
+        let mut first_problem = None;
+        for range in &split.records {
+            let parsed = parser.inspect(&mut page.bytes[range.clone()], |root| {
+                let record = root.as_object()?;
+                let (id, key) = cursor.record_facts(&record);
+                if advance.record(id, key) {
+                    encoder.encode(&record, &mut batch.bytes);
+                    batch.bytes.push(b'\n');
+                    delivered += 1;
+                }
+                Some(())
+            });
+            let problem = match parsed {
+                Ok(Some(())) => None,
+                Ok(None) => Some("not a JSON object".to_owned()),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(problem) = problem {
+                bad += 1;
+                first_problem.get_or_insert(problem);
+            }
+            // Only scan pages are cut into several batches: another page
+            // has not settled its cursor yet, and is small.
+            if scanning && batch.bytes.len() >= BATCH_BYTES {
+                let full = std::mem::replace(&mut batch, sink.batch());
+                if sink.send(full).is_err() {
+                    return Err(PageFailure::Fatal(writer_stopped(sink)));
+                }
+            }
+        }
+        if !scanning {
+            let next = advance
+                .finish(has_next, next_upper)
+                .map_err(|e| rejected(e.to_string()))?;
+            awaiting.push_back(AwaitedPage {
+                ticket,
+                cursor: next.clone(),
+                records: delivered,
+            });
+            let _ = verdicts.send(Verdict::Accepted {
+                has_next,
+                next,
+                delivered,
+            });
+        }
+        if let Some(problem) = first_problem {
+            status
+                .counters(cursor.kind)
+                .dropped
+                .fetch_add(bad, Ordering::Relaxed);
+            warn!(
+                "{}: {}: {bad} malformed record(s) in a page skipped (counted as dropped); the first: {problem}",
+                status.tenant,
+                kind_name(cursor.kind)
+            );
+        }
+        batch.ticket = ticket;
+        if sink.send(batch).is_err() {
+            return Err(PageFailure::Fatal(writer_stopped(sink)));
+        }
+        Ok(())
     }
 
     /// A batch came back confirmed: save every checkpoint it completes.
@@ -764,44 +847,6 @@ fn writer_stopped(sink: &mut SinkHandle) -> RunError {
         Err(error) => RunError::Output(error),
         Ok(_) => RunError::Output(SinkError::Poll(io::Error::other("the writer stopped"))),
     }
-}
-
-/// Encodes the records of a parsed page at `deliver` (ascending indices
-/// into its `data` array) into batches of about [`BATCH_BYTES`] for the
-/// writer; the last batch (possibly empty) carries `ticket`.
-fn encode_records(
-    page: simd_json::tape::Value<'_, '_>,
-    deliver: &[usize],
-    encoder: &mut Encoder,
-    sink: &mut SinkHandle,
-    ticket: u64,
-) -> Result<(), PageFailure> {
-    let mut batch = sink.batch();
-    if let Some(data) = page.get("data").and_then(|d| d.as_array()) {
-        let mut wanted = deliver.iter().copied().peekable();
-        for (index, record) in data.iter().enumerate() {
-            if wanted.peek() != Some(&index) {
-                continue;
-            }
-            wanted.next();
-            // `page_info` has checked every record is an object.
-            if let Some(record) = record.as_object() {
-                encoder.encode(&record, &mut batch.bytes);
-                batch.bytes.push(b'\n');
-            }
-            if batch.bytes.len() >= BATCH_BYTES && wanted.peek().is_some() {
-                let full = std::mem::replace(&mut batch, sink.batch());
-                if sink.send(full).is_err() {
-                    return Err(PageFailure::Fatal(writer_stopped(sink)));
-                }
-            }
-        }
-    }
-    batch.ticket = ticket;
-    if sink.send(batch).is_err() {
-        return Err(PageFailure::Fatal(writer_stopped(sink)));
-    }
-    Ok(())
 }
 
 /// What the service is told from outside while it runs.

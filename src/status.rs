@@ -141,6 +141,8 @@ pub struct KindCounters {
     pub fetched: AtomicU64,
     /// Records whose lines the receiver confirmed.
     pub sent: AtomicU64,
+    /// Malformed records skipped (not valid JSON objects).
+    pub dropped: AtomicU64,
     /// Epoch ms up to which every record is delivered and checkpointed
     /// (`i64::MIN` until known).
     pub checkpoint_ms: AtomicI64,
@@ -151,6 +153,7 @@ impl Default for KindCounters {
         Self {
             fetched: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             checkpoint_ms: AtomicI64::new(i64::MIN),
         }
     }
@@ -515,6 +518,12 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
         "counter",
         "Records whose CEF lines the receiver confirmed.",
         &mut per_kind(&|t, k| Some(load(&t.counters(k).sent))).into_iter(),
+    );
+    family(
+        "records_dropped_total",
+        "counter",
+        "Malformed records skipped (not valid JSON objects).",
+        &mut per_kind(&|t, k| Some(load(&t.counters(k).dropped))).into_iter(),
     );
     family(
         "checkpoint_lag_seconds",

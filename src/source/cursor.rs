@@ -19,8 +19,6 @@
 //! `>= position`; when a whole page sits at one millisecond it also skips
 //! past what it has seen, so paging always moves.
 
-use std::collections::HashSet;
-
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 use simd_json::OwnedValue;
@@ -263,50 +261,146 @@ impl Cursor {
             .get("data")
             .and_then(|d| d.as_array())
             .ok_or(CursorError::NotAPage("no data array"))?;
-        let has_next = page
-            .get("hasNext")
-            .and_then(|v| v.as_bool())
-            .ok_or(CursorError::NotAPage("no hasNext"))?;
-        let key_field = match (self.kind, self.scan.is_some()) {
-            (StreamKind::Activities, false) => "created",
-            _ => "timestamp",
-        };
+        let (has_next, next_upper) = self.page_facts(page)?;
         let mut info = PageInfo {
             has_next,
             ids: Vec::with_capacity(data.len()),
             keys: Vec::with_capacity(data.len()),
-            next_upper: None,
+            next_upper,
         };
         for record in data.iter() {
             let Some(record) = record.as_object() else {
                 return Err(CursorError::NotAPage("a record is not an object"));
             };
-            let id = record.get("_id").and_then(|v| v.into_string());
-            info.ids.push(id.unwrap_or_default());
-            info.keys.push(
-                record
-                    .get(key_field)
-                    .and_then(|k| k.as_i64().or_else(|| k.as_f64().map(|f| f as i64))),
-            );
-        }
-        if self.scan.is_some() && has_next {
-            info.next_upper = page
-                .get("nextQueryFilters")
-                .and_then(|f| f.get("date"))
-                .and_then(|d| d.get("lte"))
-                .and_then(|v| v.as_i64());
+            let (id, key) = self.record_facts(&record);
+            info.ids.push(id);
+            info.keys.push(key);
         }
         Ok(info)
+    }
+
+    /// `hasNext`, and for a scan page that has a next one, the upper date
+    /// bound of the next request (`nextQueryFilters.date.lte`).
+    pub fn page_facts(&self, page: Value<'_, '_>) -> Result<(bool, Option<i64>), CursorError> {
+        let has_next = page
+            .get("hasNext")
+            .and_then(|v| v.as_bool())
+            .ok_or(CursorError::NotAPage("no hasNext"))?;
+        let next_upper = if self.scan.is_some() && has_next {
+            page.get("nextQueryFilters")
+                .and_then(|f| f.get("date"))
+                .and_then(|d| d.get("lte"))
+                .and_then(|v| v.as_i64())
+        } else {
+            None
+        };
+        Ok((has_next, next_upper))
+    }
+
+    /// A record's `_id` (empty when missing) and order key.
+    pub fn record_facts<'page>(
+        &self,
+        record: &simd_json::tape::Object<'_, 'page>,
+    ) -> (&'page str, Option<i64>) {
+        let id = record.get("_id").and_then(|v| v.into_string());
+        let key = record
+            .get(self.key_field())
+            .and_then(|k| k.as_i64().or_else(|| k.as_f64().map(|f| f as i64)));
+        (id.unwrap_or_default(), key)
     }
 
     /// Which records of the page to deliver (indices into the page), and
     /// the cursor once they are delivered.
     pub fn advance(&self, info: &PageInfo<'_>) -> Result<(Vec<usize>, Cursor), CursorError> {
-        let mut next = self.clone();
-        if let Some(scan) = &self.scan {
-            let deliver = (0..info.ids.len()).collect();
-            if info.has_next {
-                let upper = info.next_upper.ok_or(CursorError::NoNextFilter)?;
+        let mut scratch = Vec::new();
+        let mut page = self.begin_page(&mut scratch);
+        let deliver = info
+            .ids
+            .iter()
+            .zip(&info.keys)
+            .enumerate()
+            .filter_map(|(index, (id, key))| page.record(id, *key).then_some(index))
+            .collect();
+        let next = page.finish(info.has_next, info.next_upper)?;
+        Ok((deliver, next))
+    }
+
+    /// The record field a page is ordered by: `created` for activities
+    /// between scan windows, `timestamp` otherwise.
+    pub fn key_field(&self) -> &'static str {
+        match (self.kind, self.scan.is_some()) {
+            (StreamKind::Activities, false) => "created",
+            _ => "timestamp",
+        }
+    }
+
+    /// Starts moving over a page record by record (see [`PageAdvance`]);
+    /// `scratch` keeps id buffers between pages.
+    pub fn begin_page<'c>(&'c self, scratch: &'c mut Vec<String>) -> PageAdvance<'c> {
+        PageAdvance {
+            cursor: self,
+            records: 0,
+            newest: self.position,
+            at_newest: scratch,
+            at_newest_len: 0,
+            all_at_position: true,
+        }
+    }
+}
+
+/// A cursor moving over one page, a record at a time, so a page never has
+/// to be held parsed whole: each record is asked about once, in page
+/// order, then [`finish`](Self::finish) gives the cursor after the page.
+pub struct PageAdvance<'c> {
+    cursor: &'c Cursor,
+    records: u64,
+    /// Newest order key among delivered records (starts at the position).
+    newest: i64,
+    /// Ids of the records whose key equals `newest`: the first
+    /// `at_newest_len` entries; the rest are spare buffers.
+    at_newest: &'c mut Vec<String>,
+    at_newest_len: usize,
+    /// Every record so far sat at the position's millisecond.
+    all_at_position: bool,
+}
+
+impl PageAdvance<'_> {
+    /// Whether the record with `id` and order `key` is new (to deliver).
+    pub fn record(&mut self, id: &str, key: Option<i64>) -> bool {
+        self.records += 1;
+        if self.cursor.scan.is_some() {
+            return true;
+        }
+        let position = self.cursor.position;
+        let key = key.unwrap_or(position);
+        self.all_at_position &= key == position;
+        let repeat = key == position
+            && !id.is_empty()
+            && self.cursor.boundary_ids.iter().any(|seen| seen == id);
+        if !repeat && key > self.newest {
+            self.newest = key;
+            self.at_newest_len = 0;
+        }
+        if key == self.newest {
+            match self.at_newest.get_mut(self.at_newest_len) {
+                Some(buffer) => {
+                    buffer.clear();
+                    buffer.push_str(id);
+                }
+                None => self.at_newest.push(id.to_owned()),
+            }
+            self.at_newest_len += 1;
+        }
+        !repeat
+    }
+
+    /// The cursor once every delivered record of the page is delivered.
+    pub fn finish(self, has_next: bool, next_upper: Option<i64>) -> Result<Cursor, CursorError> {
+        let cursor = self.cursor;
+        let mut next = cursor.clone();
+        if let Some(scan) = &cursor.scan {
+            if has_next {
+                let upper = next_upper.ok_or(CursorError::NoNextFilter)?;
                 next.scan = Some(Scan {
                     date_upper: Some(upper),
                     ..scan.clone()
@@ -315,53 +409,31 @@ impl Cursor {
                 next.scan = None;
                 next.position = scan.created_to + 1;
             }
-            return Ok((deliver, next));
+            return Ok(next);
         }
-        let seen: HashSet<&str> = self.boundary_ids.iter().map(String::as_str).collect();
-        let mut deliver = Vec::with_capacity(info.ids.len());
-        let mut newest = self.position;
-        for (index, (id, key)) in info.ids.iter().zip(&info.keys).enumerate() {
-            let key = key.unwrap_or(self.position);
-            if key == self.position && !id.is_empty() && seen.contains(id) {
-                continue;
-            }
-            deliver.push(index);
-            newest = newest.max(key);
-        }
-        next.position = newest;
-        let at_newest = info
-            .ids
-            .iter()
-            .zip(&info.keys)
-            .filter(|(_, key)| key.unwrap_or(self.position) == newest)
-            .map(|(id, _)| (*id).to_owned());
-        if newest == self.position {
-            let mut ids: Vec<String> = self.boundary_ids.clone();
+        let at_newest = &self.at_newest[..self.at_newest_len];
+        next.position = self.newest;
+        if self.newest == cursor.position {
             for id in at_newest {
-                if !ids.contains(&id) {
-                    ids.push(id);
+                if !next.boundary_ids.contains(id) {
+                    next.boundary_ids.push(id.clone());
                 }
             }
-            next.boundary_ids = ids;
         } else {
-            next.boundary_ids = at_newest.collect();
+            next.boundary_ids = at_newest.to_vec();
         }
         // A full page that never left the boundary millisecond: step over it.
-        let full = info.ids.len() as u64 >= TAIL_PAGE;
-        let stuck = info
-            .keys
-            .iter()
-            .all(|key| key.unwrap_or(self.position) == self.position);
-        next.skip = if full && stuck {
-            let skip = self.skip + info.ids.len() as u64;
+        let full = self.records >= TAIL_PAGE;
+        next.skip = if full && self.all_at_position {
+            let skip = cursor.skip + self.records;
             if skip + TAIL_PAGE > MAX_SKIP_PLUS_LIMIT {
-                return Err(CursorError::TooManyAtOneMillisecond(self.position));
+                return Err(CursorError::TooManyAtOneMillisecond(cursor.position));
             }
             skip
         } else {
             0
         };
-        Ok((deliver, next))
+        Ok(next)
     }
 }
 

@@ -357,7 +357,9 @@ fn agent_log(dir: &Path, name: &str) -> String {
 #[test]
 fn relp_receiver_killed_mid_stream_loses_nothing() {
     let mut daemon = Rsyslog::start("relp-crash", Input::Relp, None);
-    let config = simulator(Duration::from_secs(12 * 60), 2500);
+    // Enough records that the stream is still flowing when the receiver is
+    // killed (the agent outpaces rsyslog).
+    let config = simulator(Duration::from_secs(12 * 60), 10_000);
     let until = now_ms();
     let stream = config.activities.clone();
     let sim = Simulator::start(config).expect("simulator");
@@ -382,6 +384,10 @@ fn relp_receiver_killed_mid_stream_loses_nothing() {
         "the stream did not start: {}",
         agent_log(&dir, "agent")
     );
+    // Stopped first, so that RELP messages are surely in flight (sent,
+    // unanswered) when it dies, whatever the two processes' speeds.
+    daemon.signal("STOP");
+    std::thread::sleep(Duration::from_secs(1));
     daemon.kill();
     let kept_before_restart = daemon.lines().len();
     std::thread::sleep(Duration::from_secs(3));

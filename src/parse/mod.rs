@@ -17,6 +17,8 @@
 //! next line or file. A malformed document is reported whole, because no
 //! record in it can be trusted.
 
+pub mod page;
+
 use std::fmt;
 use std::io::{self, BufRead};
 
