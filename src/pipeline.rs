@@ -64,10 +64,13 @@ pub const SINK_CHANNEL_BATCHES: usize = 8;
 /// Pages waiting in the channel to the encoder (one more is being encoded
 /// and one fetched: three page buffers at most).
 pub const PAGE_CHANNEL_PAGES: usize = 0;
-/// Capacity a page buffer keeps after a page no larger than this: a
-/// backfill page of 5,000 records is about 6 MB, a tail page a fraction of
-/// that, and a long-running tail should not keep the backfill's peak.
+/// Pages larger than this (backfill pages: 5,000 records are about 6 MB)
+/// keep their buffers' capacity for the next page; after a smaller (tail)
+/// page, buffers shrink to twice what it used, so a long-running tail does
+/// not keep the backfill's peak.
 pub const RETAIN_PAGE_BYTES: usize = 1 << 20;
+/// Smallest capacity a shrunk buffer keeps.
+pub const MIN_BUFFER_BYTES: usize = 16 << 10;
 /// How often the service looks at its tenants, signals and config file.
 pub const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 /// A status file is rewritten at least this often (its `updated` time
@@ -150,9 +153,24 @@ impl SinkHandle {
         batch
     }
 
-    /// Keeps a returned batch's buffer for reuse (a few are enough).
-    pub fn recycle(&mut self, batch: Batch) {
+    /// Keeps a returned batch's buffer for reuse (a few are enough). A
+    /// buffer much larger than what it carried (a tail after a backfill)
+    /// shrinks first.
+    pub fn recycle(&mut self, mut batch: Batch) {
+        let used = batch.bytes.len();
+        if used < MIN_BUFFER_BYTES {
+            // Tailing: one more spare batch is plenty, and small; the
+            // others were for a backfill.
+            self.spare.truncate(1);
+            for spare in &mut self.spare {
+                spare.bytes.clear();
+                spare.bytes.shrink_to(MIN_BUFFER_BYTES);
+            }
+        }
         if self.spare.len() < SINK_CHANNEL_BATCHES {
+            if batch.bytes.capacity() > 4 * used.max(MIN_BUFFER_BYTES) {
+                batch.bytes.shrink_to((2 * used).max(MIN_BUFFER_BYTES));
+            }
             self.spare.push(batch);
         }
     }
@@ -659,10 +677,13 @@ impl EncodeLoop {
                 Err(PageFailure::Fatal(error)) => return Err(error),
             }
             // Backfill pages keep their large buffers for the next ones; a
-            // small (tail) page gives back what a backfill left behind.
+            // small (tail) page gives back what a backfill left behind, so
+            // a hundred idle tenants do not each hold a backfill's buffers.
             if page.bytes.len() <= RETAIN_PAGE_BYTES {
-                page.bytes.shrink_to(RETAIN_PAGE_BYTES);
-                self.split.rest.shrink_to(RETAIN_PAGE_BYTES);
+                let keep = (page.bytes.len() * 2).max(MIN_BUFFER_BYTES);
+                page.bytes.shrink_to(keep);
+                self.split.rest.shrink_to(MIN_BUFFER_BYTES);
+                self.split.records.shrink_to(self.split.records.len() * 2);
             }
             // A full spare channel means the fetcher has enough.
             let _ = spare.try_send(page.bytes);
@@ -921,6 +942,7 @@ pub fn serve(plan: ServicePlan, mut control: Control) -> Result<RunSummary, RunE
     }
     supervisor.publish();
     let mut stamps: Vec<_> = control.watch.iter().map(|p| file_stamp(p)).collect();
+    let mut last_trim = Instant::now();
     loop {
         if control.terminate.load(Ordering::SeqCst) {
             control.stop.stop();
@@ -939,6 +961,10 @@ pub fn serve(plan: ServicePlan, mut control: Control) -> Result<RunSummary, RunE
         }
         if supervisor.once && supervisor.running.is_empty() && supervisor.stopping.is_empty() {
             return Ok(supervisor.summary);
+        }
+        if last_trim.elapsed() >= STATUS_REFRESH {
+            crate::memory::release_free_memory();
+            last_trim = Instant::now();
         }
         let changed: Vec<_> = control.watch.iter().map(|p| file_stamp(p)).collect();
         let hangup = control.reload.swap(false, Ordering::SeqCst);

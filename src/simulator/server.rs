@@ -22,7 +22,7 @@ use super::query::{self, Query};
 use super::tls::TestPki;
 
 /// Connections served at once; more are closed on accept.
-pub const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 512;
 /// Largest request head or body accepted.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Idle keep-alive connections are closed after this long.

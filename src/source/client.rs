@@ -27,6 +27,10 @@ pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Largest response body read (a 5,000-record scan page is about 15 MB).
 pub const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
+/// ureq's buffer for response bytes (headers must fit).
+pub const HTTP_INPUT_BUFFER: usize = 32 * 1024;
+/// ureq's buffer for request bytes (headers and the small JSON body).
+pub const HTTP_OUTPUT_BUFFER: usize = 16 * 1024;
 /// Tries per page before a failure is reported as critical.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 
@@ -183,7 +187,12 @@ impl ApiClient {
             .http_status_as_error(false)
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.request_timeout))
-            .user_agent(concat!("siem-agent/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("siem-agent/", env!("CARGO_PKG_VERSION")))
+            // ureq's default 128 KiB each way, per tenant, is most of an
+            // idle tenant's memory; requests are small and responses are
+            // read through into the page buffer anyway.
+            .input_buffer_size(HTTP_INPUT_BUFFER)
+            .output_buffer_size(HTTP_OUTPUT_BUFFER);
         if let Some(proxy) = &config.proxy {
             let proxy = ureq::Proxy::new(&format!("http://{proxy}"))
                 .map_err(|error| FetchError::Credentials(format!("proxy {proxy}: {error}")))?;
