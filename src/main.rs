@@ -206,7 +206,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} backfill [{bar:30}] {pos}/{len} records ({per_sec}, {eta} left)",
+            "{spinner} backfill [{bar:30}] {human_pos}/{human_len} records, {eta} left",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),

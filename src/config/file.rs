@@ -672,7 +672,7 @@ syslog = { host = "other.example.com", port = 1514 }
             (
                 "semantic",
                 "[[tenant]]\napi_url = \"https://a.b\"\ntoken = \"t\"\n[tenant.syslog]\nhost = \"h\"\nprotocol = \"udp\"\nmax_message = 10\n",
-                "FILE:4: tenant[0].syslog: --syslog-max-message 10: for udp",
+                "FILE:7: tenant[0].syslog.max_message: --syslog-max-message 10: for udp",
             ),
             (
                 "in_defaults",

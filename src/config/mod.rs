@@ -756,7 +756,25 @@ impl ConfigError {
                 "--alerts-filter" => "alerts_filter",
                 _ => return None,
             },
-            ConfigError::Syslog(_) | ConfigError::SyslogTls(_) => "syslog",
+            // Syslog messages start with the option they are about.
+            ConfigError::Syslog(message) => {
+                const KEYS: [(&str, &str); 9] = [
+                    ("--syslog-host", "syslog.host"),
+                    ("--syslog-port", "syslog.port"),
+                    ("--syslog-protocol", "syslog.protocol"),
+                    ("--syslog-framing", "syslog.framing"),
+                    ("--syslog-max-message", "syslog.max_message"),
+                    ("--syslog-ca", "syslog.ca"),
+                    ("--syslog-client-cert", "syslog.client_cert"),
+                    ("--syslog-client-key", "syslog.client_key"),
+                    ("--relp-window", "syslog.relp_window"),
+                ];
+                let flag = message.split([' ', ':']).next().unwrap_or("");
+                KEYS.iter()
+                    .find(|(name, _)| *name == flag)
+                    .map_or("syslog", |(_, key)| *key)
+            }
+            ConfigError::SyslogTls(_) => "syslog",
             ConfigError::Output(_) => "output",
             ConfigError::ApiUrl(_) => "api_url",
             ConfigError::Missing { key, .. } => key,
