@@ -654,6 +654,10 @@ enum PageFailure {
     Rejected(String),
     /// The run cannot go on.
     Fatal(RunError),
+    /// Shutting down without waiting for the receiver (see
+    /// [`SinkHealth::abandon`]): stop quietly; what is unconfirmed is sent
+    /// again at the next start.
+    Abandoned,
 }
 
 impl EncodeLoop {
@@ -675,6 +679,13 @@ impl EncodeLoop {
                     let _ = verdicts.send(Verdict::Rejected(why));
                 }
                 Err(PageFailure::Fatal(error)) => return Err(error),
+                Err(PageFailure::Abandoned) => {
+                    // The writer has ended: settle what it confirmed.
+                    for batch in self.sink.finish().map_err(RunError::Output)? {
+                        self.settle(batch.ticket)?;
+                    }
+                    return Ok(());
+                }
             }
             // Backfill pages keep their large buffers for the next ones; a
             // small (tail) page gives back what a backfill left behind, so
@@ -795,7 +806,7 @@ impl EncodeLoop {
             if scanning && batch.bytes.len() >= BATCH_BYTES {
                 let full = std::mem::replace(&mut batch, sink.batch());
                 if sink.send(full).is_err() {
-                    return Err(PageFailure::Fatal(writer_stopped(sink)));
+                    return Err(writer_stopped(sink));
                 }
             }
         }
@@ -827,7 +838,7 @@ impl EncodeLoop {
         }
         batch.ticket = ticket;
         if sink.send(batch).is_err() {
-            return Err(PageFailure::Fatal(writer_stopped(sink)));
+            return Err(writer_stopped(sink));
         }
         Ok(())
     }
@@ -863,10 +874,15 @@ impl EncodeLoop {
 }
 
 /// The error of a writer thread that stopped early.
-fn writer_stopped(sink: &mut SinkHandle) -> RunError {
+fn writer_stopped(sink: &mut SinkHandle) -> PageFailure {
+    if sink.health.abandoned() {
+        return PageFailure::Abandoned;
+    }
     match sink.finish() {
-        Err(error) => RunError::Output(error),
-        Ok(_) => RunError::Output(SinkError::Poll(io::Error::other("the writer stopped"))),
+        Err(error) => PageFailure::Fatal(RunError::Output(error)),
+        Ok(_) => PageFailure::Fatal(RunError::Output(SinkError::Poll(io::Error::other(
+            "the writer stopped",
+        )))),
     }
 }
 
@@ -948,7 +964,7 @@ pub fn serve(plan: ServicePlan, mut control: Control) -> Result<RunSummary, RunE
             control.stop.stop();
         }
         let stopped = control.stop.sleep(SUPERVISE_EVERY);
-        supervisor.report(&mut control);
+        supervisor.report(&mut control, false);
         if stopped {
             info!("shutting down: no new requests; waiting for the receivers to confirm what was sent");
             return supervisor.shutdown(&mut control);
@@ -999,8 +1015,9 @@ impl Supervisor {
         *self.registry.write() = tenants;
     }
 
-    /// Logs state transitions, refreshes status files, calls `on_tick`.
-    fn report(&mut self, control: &mut Control) {
+    /// Logs state transitions, refreshes status files (all of them with
+    /// `force`), calls `on_tick`.
+    fn report(&mut self, control: &mut Control, force: bool) {
         let now = crate::syslog::now_ms();
         for run in self
             .running
@@ -1030,12 +1047,19 @@ impl Supervisor {
                     *last = link.state;
                 }
             }
-            let stale = run.written.as_ref().is_none_or(|(old, at)| {
-                at.elapsed() >= STATUS_REFRESH
-                    || old.api != report.api
-                    || old.syslog != report.syslog
-                    || old.data_types != report.data_types
-            });
+            // Rewritten at once when a link's state or error changes, and
+            // every STATUS_REFRESH for the counters and success times.
+            let stale = force
+                || run.written.as_ref().is_none_or(|(old, at)| {
+                    let moved = |a: &status::LinkReport, b: &status::LinkReport| {
+                        a.state != b.state
+                            || a.link.last_error != b.link.last_error
+                            || a.link.failing_since_ms != b.link.failing_since_ms
+                    };
+                    at.elapsed() >= STATUS_REFRESH
+                        || moved(&old.api, &report.api)
+                        || moved(&old.syslog, &report.syslog)
+                });
             if stale {
                 if let Err(error) = status::write_report(self.store.dir(), &report) {
                     warn!("{}: cannot write the status file: {error}", run.name);
@@ -1048,6 +1072,14 @@ impl Supervisor {
         }
     }
 
+    /// Writes the status file of a tenant whose threads have ended.
+    fn write_final_status(&self, run: &TenantRun) {
+        let report = run.status.report(crate::syslog::now_ms());
+        if let Err(error) = status::write_report(self.store.dir(), &report) {
+            warn!("{}: cannot write the status file: {error}", run.name);
+        }
+    }
+
     /// Joins tenants whose threads have ended; starts the replacement of a
     /// reconfigured tenant once its old threads are done.
     fn reap(&mut self) -> Result<(), RunError> {
@@ -1055,6 +1087,7 @@ impl Supervisor {
         while index < self.running.len() {
             if self.running[index].finished() {
                 let mut run = self.running.swap_remove(index);
+                self.write_final_status(&run);
                 let summary = run.join()?;
                 self.summary += summary;
                 if !self.once {
@@ -1069,6 +1102,7 @@ impl Supervisor {
         while index < self.stopping.len() {
             if self.stopping[index].0.finished() {
                 let (mut run, next) = self.stopping.swap_remove(index);
+                self.write_final_status(&run);
                 self.summary += run.join()?;
                 match next {
                     Some(plan) => {
@@ -1162,7 +1196,7 @@ impl Supervisor {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.running = all;
-        self.report(control);
+        self.report(control, true);
         let mut first_error = None;
         for mut run in std::mem::take(&mut self.running) {
             match run.join() {

@@ -221,10 +221,10 @@ impl Default for SinkHealth {
 }
 
 impl SinkHealth {
-    /// Tells a writer whose channel is closed to stop waiting for the
-    /// receiver and return: what is unconfirmed stays unconfirmed, so its
-    /// checkpoints are not saved and a restart sends it again. For a
-    /// shutdown that cannot wait for a receiver that is down.
+    /// Tells the writer to stop waiting for the receiver and return at
+    /// once, whatever is still queued: what is unconfirmed stays
+    /// unconfirmed, so its checkpoints are not saved and a restart sends it
+    /// again. For a shutdown that cannot wait for a receiver that is down.
     pub fn abandon(&self) {
         self.abandoned.store(true, Ordering::SeqCst);
         if let Some(waker) = self.waker.get() {

@@ -411,7 +411,9 @@ impl Loop {
                 self.finish();
                 return Ok(());
             }
-            if self.closed && self.health.abandoned() {
+            if self.health.abandoned() {
+                // The producer may be blocked sending to a full channel:
+                // returning drops the receiving end, which unblocks it.
                 return Ok(());
             }
             if self.link.is_none() && Instant::now() >= self.retry_at {

@@ -329,6 +329,19 @@ fn sigterm_mid_backfill_then_restart_delivers_everything_once() {
         !log_of(&first).contains("backfill complete"),
         "the signal came too late to test a mid-stream stop"
     );
+    // The status file written at shutdown counts every line written.
+    let lines = std::fs::read_to_string(&first)
+        .expect("output")
+        .lines()
+        .count();
+    let mut status = std::fs::read(dir.join("state/t1.status.json")).expect("status file");
+    let status: simd_json::OwnedValue = simd_json::to_owned_value(&mut status).expect("JSON");
+    use simd_json::prelude::*;
+    let sent = status
+        .get_array("data_types")
+        .and_then(|kinds| kinds.first())
+        .and_then(|kind| kind.get_u64("sent"));
+    assert_eq!(sent, Some(lines as u64), "{status:?}");
     let second = dir.join("second");
     let mut agent = start(
         &["--config", file.to_str().expect("utf-8"), "--once"],
@@ -376,7 +389,9 @@ fn http_get(address: &str, path: &str) -> (String, String) {
 #[test]
 fn a_dead_receiver_stalls_only_its_own_tenant() {
     let dir = scratch("tenants");
-    let mut config = simulator(Duration::from_secs(600), 600);
+    // More than the dead tenant's writer holds (8 MiB unconfirmed plus its
+    // channel), so that its encoder and fetcher block on full channels.
+    let mut config = simulator(Duration::from_secs(600), 3000);
     config.activities.max_index_delay_ms = 1000;
     let sim = Simulator::start(config.clone()).expect("simulator");
     let rsyslog = Rsyslog::start("tenants", Input::TcpLf, None);
