@@ -37,18 +37,9 @@ use crate::source::client::{ClientConfig, Credentials, Secret, DEFAULT_LOGIN_URL
 pub const DEFAULTS_KEY: &str = "defaults";
 /// Key of the tenant tables.
 pub const TENANT_KEY: &str = "tenant";
-/// Tenant options that identify one tenant: as flags, they are refused
-/// when the file lists several tenants.
-const IDENTITY_KEYS: [&str; 8] = [
-    "name",
-    "api_url",
-    "token",
-    "token_file",
-    "tenant_id",
-    "client_id",
-    "client_secret",
-    "client_secret_file",
-];
+/// Tenant options that, with the credentials, identify one tenant: as
+/// flags, they are refused when the file lists several tenants.
+const IDENTITY_KEYS: [&str; 2] = ["name", "api_url"];
 /// Credential keys: when flags give any, the file's are ignored, so a
 /// `--token` replaces a `token_file` instead of conflicting with it.
 const CREDENTIAL_KEYS: [&str; 6] = [
@@ -102,35 +93,40 @@ impl Document {
         }
     }
 
-    /// The span of the value at `path` (dotted keys and `[index]`), or of
-    /// its nearest ancestor that exists.
+    /// Where the value at `path` starts, or its nearest ancestor that
+    /// exists.
     fn locate(&self, root: &Spanned<DeTable<'_>>, path: &str) -> Option<usize> {
-        let mut found = Some(root.span().start);
-        let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
-        let mut value: Option<&Spanned<DeValue<'_>>> = None;
-        for segment in path.split('.') {
-            let (key, index) = match segment.split_once('[') {
-                Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
-                None => (segment, None),
-            };
-            let next = match (table, value) {
-                (Some(t), _) => t.get(key),
-                (None, Some(v)) => v.get_ref().get(key),
-                (None, None) => None,
-            };
-            let Some(mut next) = next else { break };
-            if let Some(index) = index {
-                match next.get_ref().get(index) {
-                    Some(item) => next = item,
-                    None => break,
-                }
-            }
-            found = Some(next.span().start);
-            table = None;
-            value = Some(next);
-        }
-        found
+        Some(lookup(root, path).0)
     }
+}
+
+/// Walks `path` (dotted keys and `[index]`) into the parsed document: the
+/// start of the deepest value found, and whether the whole path exists.
+fn lookup(root: &Spanned<DeTable<'_>>, path: &str) -> (usize, bool) {
+    let mut found = root.span().start;
+    let mut value: Option<&Spanned<DeValue<'_>>> = None;
+    for segment in path.split('.') {
+        let (key, index) = match segment.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let next = match value {
+            None => root.get_ref().get(key),
+            Some(v) => v.get_ref().get(key),
+        };
+        let Some(mut next) = next else {
+            return (found, false);
+        };
+        if let Some(index) = index {
+            match next.get_ref().get(index) {
+                Some(item) => next = item,
+                None => return (found, false),
+            }
+        }
+        found = next.span().start;
+        value = Some(next);
+    }
+    (found, true)
 }
 
 /// The config file `args` read: `--config`, or the default file when it
@@ -279,7 +275,8 @@ pub fn load(args: &RunArgs) -> Result<(ServicePlan, LogPlan), ConfigError> {
     let flags = to_table(&args.tenant);
     let tenant_count = layers.tenants.len().max(1);
     if tenant_count > 1 {
-        if let Some(key) = IDENTITY_KEYS.iter().find(|k| flags.contains_key(**k)) {
+        let mut identity = IDENTITY_KEYS.iter().chain(&CREDENTIAL_KEYS);
+        if let Some(key) = identity.find(|k| flags.contains_key(**k)) {
             return Err(ConfigError::IdentityFlag {
                 flag: format!("--{}", if *key == "name" { "tenant" } else { key })
                     .replace('_', "-"),
@@ -371,26 +368,7 @@ pub fn load(args: &RunArgs) -> Result<(ServicePlan, LogPlan), ConfigError> {
 }
 
 fn has_key(root: &Spanned<DeTable<'_>>, path: &str) -> bool {
-    let mut value: Option<&Spanned<DeValue<'_>>> = None;
-    for segment in path.split('.') {
-        let (key, index) = match segment.split_once('[') {
-            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (segment, None),
-        };
-        let next = match value {
-            None => root.get_ref().get(key),
-            Some(v) => v.get_ref().get(key),
-        };
-        let Some(mut next) = next else { return false };
-        if let Some(index) = index {
-            match next.get_ref().get(index) {
-                Some(item) => next = item,
-                None => return false,
-            }
-        }
-        value = Some(next);
-    }
-    true
+    lookup(root, path).1
 }
 
 fn layers_empty(root: &Spanned<DeTable<'_>>) -> bool {
