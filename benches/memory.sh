@@ -19,29 +19,8 @@ HISTORY_MIN="${HISTORY_MIN:-120}"
 RATE="${RATE:-10000}"
 TENANTS="${TENANTS:-100}"
 IDLE_SECONDS="${IDLE_SECONDS:-60}"
-TOKEN=simulator-token-0123456789abcdef0123456789abcdef0123456789abcdef0123
-
-cargo build --release --quiet
-bin=target/release/siem-agent
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_for_port() {
-  for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 # A line-counting TCP receiver: prints the total when it gets SIGTERM.
 receiver_port="$(free_port)"
