@@ -69,12 +69,9 @@ impl CheckpointStore {
 
     /// The file for `tenant` and `kind`.
     pub fn path(&self, tenant: &str, kind: StreamKind) -> PathBuf {
-        let kind = match kind {
-            StreamKind::Activities => "activities",
-            StreamKind::Alerts => "alerts",
-        };
         let tenant = Self::file_stem(tenant);
-        self.dir.join(format!("{tenant}.{kind}.checkpoint.json"))
+        self.dir
+            .join(format!("{tenant}.{}.checkpoint.json", kind.name()))
     }
 
     /// The saved cursor, or `None` on a first start.

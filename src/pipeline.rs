@@ -57,7 +57,7 @@ use crate::sink::{
 use crate::source::budget::RequestBudget;
 use crate::source::client::{ApiClient, ClientConfig, FetchError};
 use crate::source::cursor::Cursor;
-use crate::status::{self, kind_name, Direction, State, TenantStatus};
+use crate::status::{self, Direction, State, TenantStatus};
 
 /// Batches waiting in the channel to the writer.
 pub const SINK_CHANNEL_BATCHES: usize = 8;
@@ -335,12 +335,6 @@ impl std::ops::AddAssign for RunSummary {
     }
 }
 
-fn iso(ms: i64) -> String {
-    let mut text = Vec::new();
-    crate::syslog::write_iso_time(&mut text, ms.clamp(0, crate::syslog::MAX_TIMESTAMP_MS));
-    String::from_utf8_lossy(&text).into_owned()
-}
-
 /// A fetched page on its way to the encoder.
 struct Page {
     bytes: Vec<u8>,
@@ -397,9 +391,9 @@ fn start_tenant(plan: RunPlan, store: &CheckpointStore, once: bool) -> Result<Te
                     warn!(
                         "{tenant}: {}: the checkpoint is older than the backfill window; \
                          records from {} to {} are skipped (raise --backfill to fetch them)",
-                        kind_name(kind),
-                        iso(gap.from),
-                        iso(gap.to)
+                        kind.name(),
+                        crate::syslog::iso_string(gap.from),
+                        crate::syslog::iso_string(gap.to)
                     );
                 }
                 cursor
@@ -588,7 +582,7 @@ impl FetchLoop {
                     let was_backfilling = stream.cursor.backfilling();
                     stream.cursor = next;
                     if was_backfilling && !stream.cursor.backfilling() {
-                        info!("{}: {}: backfill complete", self.tenant, kind_name(kind));
+                        info!("{}: {}: backfill complete", self.tenant, kind.name());
                     }
                     stream.due = if stream.caught_up {
                         Instant::now() + self.poll_interval
@@ -609,7 +603,7 @@ impl FetchLoop {
                         });
                     }
                     consecutive_failures += 1;
-                    warn!("{}: {}: {text}", self.tenant, kind_name(kind));
+                    warn!("{}: {}: {text}", self.tenant, kind.name());
                     if consecutive_failures >= self.max_critical_errors.max(1) {
                         return Err(RunError::TooManyCriticalErrors {
                             tenant: self.tenant.clone(),
@@ -833,7 +827,7 @@ impl EncodeLoop {
             warn!(
                 "{}: {}: {bad} malformed record(s) in a page skipped (counted as dropped); the first: {problem}",
                 status.tenant,
-                kind_name(cursor.kind)
+                cursor.kind.name()
             );
         }
         batch.ticket = ticket;

@@ -193,14 +193,6 @@ fn kind_index(kind: StreamKind) -> usize {
     }
 }
 
-/// The name of a data type in reports, metrics and files.
-pub fn kind_name(kind: StreamKind) -> &'static str {
-    match kind {
-        StreamKind::Activities => "activities",
-        StreamKind::Alerts => "alerts",
-    }
-}
-
 impl TenantStatus {
     /// A tenant that has not connected anywhere yet.
     pub fn new(tenant: &str, kinds: &[StreamKind]) -> Self {
@@ -274,7 +266,7 @@ impl TenantStatus {
                     let c = self.counters(kind);
                     let checkpoint = c.checkpoint_ms.load(Ordering::Relaxed);
                     KindReport {
-                        data_type: kind_name(kind).to_owned(),
+                        data_type: kind.name().to_owned(),
                         fetched: c.fetched.load(Ordering::Relaxed),
                         sent: c.sent.load(Ordering::Relaxed),
                         checkpoint_ms: (checkpoint != i64::MIN).then_some(checkpoint),
@@ -420,12 +412,6 @@ pub fn read_reports(dir: &Path) -> Result<Vec<StatusReport>, StatusError> {
     Ok(reports)
 }
 
-fn iso(ms: i64) -> String {
-    let mut text = Vec::new();
-    crate::syslog::write_iso_time(&mut text, ms.clamp(0, crate::syslog::MAX_TIMESTAMP_MS));
-    String::from_utf8_lossy(&text).into_owned()
-}
-
 fn ago(now_ms: i64, ms: i64) -> String {
     let seconds = u64::try_from((now_ms - ms) / 1000).unwrap_or(0);
     humantime::format_duration(Duration::from_secs(seconds)).to_string()
@@ -451,7 +437,11 @@ pub fn render_text(reports: &[StatusReport], now_ms: i64) -> String {
             }
             out.push('\n');
             if let (Some(error), Some(at)) = (&link.link.last_error, link.link.last_error_ms) {
-                let _ = writeln!(out, "          last error ({}): {error}", iso(at));
+                let _ = writeln!(
+                    out,
+                    "          last error ({}): {error}",
+                    crate::syslog::iso_string(at)
+                );
             }
         }
         for kind in &report.data_types {
@@ -462,7 +452,7 @@ pub fn render_text(reports: &[StatusReport], now_ms: i64) -> String {
             );
             match kind.checkpoint_ms {
                 Some(ms) => {
-                    let _ = writeln!(out, ", delivered up to {}", iso(ms));
+                    let _ = writeln!(out, ", delivered up to {}", crate::syslog::iso_string(ms));
                 }
                 None => out.push('\n'),
             }
@@ -491,7 +481,7 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
                         format!(
                             "tenant=\"{}\",data_type=\"{}\"",
                             escape_label(&t.tenant),
-                            kind_name(kind)
+                            kind.name()
                         ),
                         value,
                     ));

@@ -334,6 +334,15 @@ fn write_bsd(out: &mut Vec<u8>, day: &DayText, ms_of_day: u32) {
     out.extend_from_slice(&text);
 }
 
+/// `ms` as `2017-11-28T19:24:55.000Z` (clamped to 0 to
+/// [`MAX_TIMESTAMP_MS`]), for log lines and reports; the encoder uses
+/// [`write_iso_time`].
+pub fn iso_string(ms: i64) -> String {
+    let mut text = Vec::new();
+    write_iso_time(&mut text, ms.clamp(0, MAX_TIMESTAMP_MS));
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 /// Appends `ms` (0 to [`MAX_TIMESTAMP_MS`]) as `2017-11-28T19:24:55.000Z`.
 pub fn write_iso_time(out: &mut Vec<u8>, ms: i64) {
     let day = DayText::new(ms.div_euclid(MS_PER_DAY));

@@ -484,7 +484,7 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
     ] {
         let Some(table) = table else { continue };
         if filters.contains_key(&kind) {
-            return Err(ConfigError::TwoFilters(crate::status::kind_name(kind)));
+            return Err(ConfigError::TwoFilters(kind.name()));
         }
         let value = simd_json::serde::to_owned_value(table)
             .map_err(|error| ConfigError::Filter(error.to_string()))?;

@@ -23,6 +23,16 @@ pub enum StreamKind {
     Alerts,
 }
 
+impl StreamKind {
+    /// The name in URLs, file names, reports, metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Activities => "activities",
+            StreamKind::Alerts => "alerts",
+        }
+    }
+}
+
 /// How a stream's records are spread over time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamConfig {

@@ -249,11 +249,7 @@ impl ApiClient {
 
     /// The list URL for a data type.
     pub fn list_url(&self, kind: StreamKind) -> String {
-        let name = match kind {
-            StreamKind::Activities => "activities",
-            StreamKind::Alerts => "alerts",
-        };
-        format!("{}/{name}/", self.list_base)
+        format!("{}/{}/", self.list_base, kind.name())
     }
 
     /// POSTs `body` to the list endpoint of `kind`, reads the response
