@@ -66,20 +66,6 @@ pub struct Cursor {
     pub scan: Option<Scan>,
 }
 
-/// What a page says, as far as paging is concerned. The ids borrow from
-/// the parsed page: reading them allocates nothing per record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PageInfo<'page> {
-    /// Each record's `_id` (empty when missing), in page order.
-    pub ids: Vec<&'page str>,
-    /// Each record's order key (`created` or `date`), when present.
-    pub keys: Vec<Option<i64>>,
-    /// `hasNext`.
-    pub has_next: bool,
-    /// Scan mode: `nextQueryFilters.date.lte`.
-    pub next_upper: Option<i64>,
-}
-
 /// Why a page cannot move the cursor.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CursorError {
@@ -255,30 +241,6 @@ impl Cursor {
         body.encode()
     }
 
-    /// Reads the paging facts from a parsed page (its root value).
-    pub fn page_info<'page>(&self, page: Value<'_, 'page>) -> Result<PageInfo<'page>, CursorError> {
-        let data = page
-            .get("data")
-            .and_then(|d| d.as_array())
-            .ok_or(CursorError::NotAPage("no data array"))?;
-        let (has_next, next_upper) = self.page_facts(page)?;
-        let mut info = PageInfo {
-            has_next,
-            ids: Vec::with_capacity(data.len()),
-            keys: Vec::with_capacity(data.len()),
-            next_upper,
-        };
-        for record in data.iter() {
-            let Some(record) = record.as_object() else {
-                return Err(CursorError::NotAPage("a record is not an object"));
-            };
-            let (id, key) = self.record_facts(&record);
-            info.ids.push(id);
-            info.keys.push(key);
-        }
-        Ok(info)
-    }
-
     /// `hasNext`, and for a scan page that has a next one, the upper date
     /// bound of the next request (`nextQueryFilters.date.lte`).
     pub fn page_facts(&self, page: Value<'_, '_>) -> Result<(bool, Option<i64>), CursorError> {
@@ -307,22 +269,6 @@ impl Cursor {
             .get(self.key_field())
             .and_then(|k| k.as_i64().or_else(|| k.as_f64().map(|f| f as i64)));
         (id.unwrap_or_default(), key)
-    }
-
-    /// Which records of the page to deliver (indices into the page), and
-    /// the cursor once they are delivered.
-    pub fn advance(&self, info: &PageInfo<'_>) -> Result<(Vec<usize>, Cursor), CursorError> {
-        let mut scratch = Vec::new();
-        let mut page = self.begin_page(&mut scratch);
-        let deliver = info
-            .ids
-            .iter()
-            .zip(&info.keys)
-            .enumerate()
-            .filter_map(|(index, (id, key))| page.record(id, *key).then_some(index))
-            .collect();
-        let next = page.finish(info.has_next, info.next_upper)?;
-        Ok((deliver, next))
     }
 
     /// The record field a page is ordered by: `created` for activities
@@ -440,6 +386,66 @@ impl PageAdvance<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A whole parsed page's paging facts and the cursor's walk over them
+    // in one call: the tests' way in to `page_facts`, `record_facts` and
+    // `PageAdvance` (the pipeline streams records instead).
+
+    /// What a page says, as far as paging is concerned. The ids borrow from
+    /// the parsed page: reading them allocates nothing per record.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    struct PageInfo<'page> {
+        /// Each record's `_id` (empty when missing), in page order.
+        ids: Vec<&'page str>,
+        /// Each record's order key (`created` or `date`), when present.
+        keys: Vec<Option<i64>>,
+        /// `hasNext`.
+        has_next: bool,
+        /// Scan mode: `nextQueryFilters.date.lte`.
+        next_upper: Option<i64>,
+    }
+
+    impl Cursor {
+        /// Reads the paging facts from a parsed page (its root value).
+        fn page_info<'page>(&self, page: Value<'_, 'page>) -> Result<PageInfo<'page>, CursorError> {
+            let data = page
+                .get("data")
+                .and_then(|d| d.as_array())
+                .ok_or(CursorError::NotAPage("no data array"))?;
+            let (has_next, next_upper) = self.page_facts(page)?;
+            let mut info = PageInfo {
+                has_next,
+                ids: Vec::with_capacity(data.len()),
+                keys: Vec::with_capacity(data.len()),
+                next_upper,
+            };
+            for record in data.iter() {
+                let Some(record) = record.as_object() else {
+                    return Err(CursorError::NotAPage("a record is not an object"));
+                };
+                let (id, key) = self.record_facts(&record);
+                info.ids.push(id);
+                info.keys.push(key);
+            }
+            Ok(info)
+        }
+
+        /// Which records of the page to deliver (indices into the page), and
+        /// the cursor once they are delivered.
+        fn advance(&self, info: &PageInfo<'_>) -> Result<(Vec<usize>, Cursor), CursorError> {
+            let mut scratch = Vec::new();
+            let mut page = self.begin_page(&mut scratch);
+            let deliver = info
+                .ids
+                .iter()
+                .zip(&info.keys)
+                .enumerate()
+                .filter_map(|(index, (id, key))| page.record(id, *key).then_some(index))
+                .collect();
+            let next = page.finish(info.has_next, info.next_upper)?;
+            Ok((deliver, next))
+        }
+    }
 
     fn info<'a>(records: &[(&'a str, i64)], has_next: bool) -> PageInfo<'a> {
         PageInfo {
