@@ -15,7 +15,7 @@ use siem_agent::simulator::server::DEFAULT_TOKEN;
 use siem_agent::simulator::{Simulator, SimulatorConfig};
 use siem_agent::syslog::now_ms;
 
-use super::pull::{delivered, expected_ids, scratch, simulator};
+use super::pull::{assert_all_delivered, delivered, expected_ids, scratch, simulator};
 use super::support::bin;
 use super::support::rsyslog::{Input, Rsyslog};
 
@@ -287,9 +287,7 @@ fn a_rotated_token_file_is_picked_up_and_logs_stay_bounded_and_secret_free() {
 
     let ids = delivered(std::slice::from_ref(&out));
     assert_no_duplicates(&ids);
-    let expected: HashSet<String> = expected_ids(&config.activities, end).into_iter().collect();
-    let missing = expected.iter().filter(|id| !ids.contains_key(*id)).count();
-    assert_eq!(missing, 0, "records lost across the token rotation");
+    assert_all_delivered(&ids, &config.activities, end);
 
     // Logs: rotated by size, bounded in number, no secrets anywhere.
     let mut files: Vec<PathBuf> = std::fs::read_dir(&logs)
@@ -365,18 +363,7 @@ fn sigterm_mid_backfill_then_restart_delivers_everything_once() {
     .success());
     let ids = delivered(&[first, second]);
     assert_no_duplicates(&ids);
-    let expected = expected_ids(&config.activities, end - 2_000);
-    let missing: Vec<_> = expected
-        .iter()
-        .filter(|id| !ids.contains_key(*id))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} records missing, e.g. {:?} (end {end})",
-        missing.len(),
-        expected.len(),
-        &missing[..missing.len().min(3)]
-    );
+    assert_all_delivered(&ids, &config.activities, end - 2_000);
 }
 
 /// GETs `path` from the metrics server; (status line, body).
