@@ -17,6 +17,7 @@
 //! next line or file. A malformed document is reported whole, because no
 //! record in it can be trusted.
 
+mod blocks;
 pub mod page;
 
 use std::fmt;

@@ -14,6 +14,8 @@
 
 use std::ops::Range;
 
+use super::blocks::record_end;
+
 /// Why a page cannot be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SplitError {
@@ -122,39 +124,6 @@ fn container_end(bytes: &[u8], at: usize) -> Result<usize, SplitError> {
             }
         }
     }
-}
-
-/// `at` opens a record (`{`): the index just past its closing brace. One
-/// scalar pass: records are mostly short strings, for which a `memchr`
-/// call per string costs more than looking at each byte.
-fn record_end(bytes: &[u8], at: usize) -> Result<usize, SplitError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut i = at;
-    while i < bytes.len() {
-        let byte = bytes[i];
-        if in_string {
-            match byte {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-        } else {
-            match byte {
-                b'"' => in_string = true,
-                b'{' => depth += 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(i + 1);
-                    }
-                }
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    Err(SplitError::Truncated(bytes.len()))
 }
 
 /// `at` starts a value: the index just past it.
