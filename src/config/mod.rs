@@ -435,6 +435,11 @@ pub struct SimulateArgs {
     /// Probability of a complete answer whose body is not valid JSON.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub fault_malformed: f64,
+    /// Render the whole history at start-up and serve stored bytes
+    /// (about 1.3 KB of memory per record): for benchmarks, so that the
+    /// simulator leaves the CPU to the agent.
+    #[arg(long)]
+    pub pregenerate: bool,
 }
 
 /// Parses durations such as `2d`, `36h`, `90s`.
@@ -892,6 +897,7 @@ impl SimulateArgs {
         config.retry_after_seconds = self.retry_after;
         config.rate_window = self.rate_window;
         config.fault_seed = self.seed;
+        config.pregenerate = self.pregenerate;
         let delay = i64::try_from(self.max_index_delay.as_millis()).unwrap_or(i64::MAX / 4);
         for (stream, per_minute, salt) in [
             (&mut config.activities, self.activities_per_minute, 0),
