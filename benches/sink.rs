@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use siem_agent::cef::{DataType, Encoder};
 use siem_agent::parse::Parser;
 use siem_agent::pipeline::spawn_sink;
@@ -219,25 +221,14 @@ fn ceiling(batches: &[Batch], total_batches: usize) -> (Duration, u64, u64) {
     let started = Instant::now();
     let mut sent = 0u64;
     let mut lines = 0u64;
-    let per_call = 4;
+    let per_call = support::SLICES_PER_CALL;
     let mut index = 0;
     while index < total_batches {
         let slices: Vec<IoSlice<'_>> = (index..(index + per_call).min(total_batches))
             .map(|i| IoSlice::new(&batches[i % batches.len()].bytes))
             .collect();
         let want: usize = slices.iter().map(|s| s.len()).sum();
-        let mut done = stream.write_vectored(&slices).expect("writev");
-        // Finish a short write with plain writes (rare on loopback).
-        let mut skip = done;
-        for slice in &slices {
-            if skip >= slice.len() {
-                skip -= slice.len();
-                continue;
-            }
-            stream.write_all(&slice[skip..]).expect("write");
-            done += slice.len() - skip;
-            skip = 0;
-        }
+        let done = support::write_all_vectored(&mut stream, &slices).expect("writev");
         assert_eq!(done, want);
         sent += want as u64;
         lines += (index..(index + per_call).min(total_batches))
@@ -296,19 +287,6 @@ fn tls_ceiling(
     let elapsed = started.elapsed();
     assert_eq!(received, sent, "tls ceiling: bytes lost");
     (elapsed, sent, lines)
-}
-
-/// CPU time this process has used (all threads), from `/proc/self/stat`.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    // CLK_TCK is 100 on Linux.
-    Duration::from_millis(ticks * 10)
 }
 
 /// Bytes `batch` takes on the wire with octet counting.
@@ -389,13 +367,13 @@ struct Measured {
 fn measure(batches: &[Batch], run: &mut dyn FnMut() -> (Duration, u64, u64)) -> Measured {
     let bytes: u64 = batches.iter().map(|b| b.bytes.len() as u64).sum();
     let lines: u64 = batches.iter().map(Batch::lines).sum();
-    let cpu_before = process_cpu();
+    let cpu_before = support::cpu_time("/proc/self/stat");
     let (elapsed, _wire_bytes, sent_lines) = run();
     Measured {
         elapsed,
         lines: sent_lines,
         line_bytes: sent_lines * bytes / lines,
-        cpu: process_cpu().saturating_sub(cpu_before),
+        cpu: support::cpu_time("/proc/self/stat").saturating_sub(cpu_before),
     }
 }
 

@@ -143,6 +143,8 @@ pub struct Stats {
     pub pages: AtomicU64,
     /// Records sent in 200 answers (before any truncation).
     pub records: AtomicU64,
+    /// Body bytes of those answers (what a client downloads).
+    pub body_bytes: AtomicU64,
     /// Answered 429.
     pub throttled: AtomicU64,
     /// Answered 401.
@@ -573,6 +575,9 @@ fn inject_faults<W: Write>(
     }
     stats.pages.fetch_add(1, Ordering::Relaxed);
     stats.records.fetch_add(records, Ordering::Relaxed);
+    stats
+        .body_bytes
+        .fetch_add(response.len() as u64, Ordering::Relaxed);
     write_response(out, "200 OK", "", &response)?;
     Ok(true)
 }
