@@ -776,7 +776,7 @@ impl EncodeLoop {
         let mut bad = 0u64;
         let mut first_problem = None;
         for range in &split.records {
-            let parsed = parser.inspect(&mut page.bytes[range.clone()], |root| {
+            let parsed = parser.inspect_at(&mut page.bytes, range.clone(), |root| {
                 let record = root.as_object()?;
                 let (id, key) = cursor.record_facts(&record);
                 if advance.record(id, key) {
