@@ -161,6 +161,7 @@ impl Measured {
 /// (`run --once`, rate limits off) into a blackhole.
 fn ours(agent: &Path, simulator: &Simulator, expected: u64, work: &Path) -> Measured {
     let hole = Blackhole::start();
+    let harness_before = support::cpu_time("/proc/self/stat");
     let started = Instant::now();
     let usage_file = work.join("agent.usage");
     let status = timed(agent, &usage_file)
@@ -177,8 +178,19 @@ fn ours(agent: &Path, simulator: &Simulator, expected: u64, work: &Path) -> Meas
         .expect("agent starts");
     let elapsed = started.elapsed();
     let (lines, bytes) = hole.finish();
+    let harness = support::cpu_time("/proc/self/stat").saturating_sub(harness_before);
     assert!(status.success(), "the agent failed: {status}");
     let usage = read_usage(&usage_file);
+    println!(
+        "the simulator serving and the blackhole (this process) used {:.2} CPU s per M records \
+         beside the agent, {:.0}% of the machine's {} cores over the run together with it",
+        harness.as_secs_f64() / (lines as f64 / 1e6),
+        (harness + usage.cpu).as_secs_f64()
+            / elapsed.as_secs_f64()
+            / std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+            * 100.0,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
     assert!(
         lines >= expected,
         "the agent delivered {lines} lines of {expected}"

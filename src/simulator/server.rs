@@ -361,11 +361,14 @@ struct Request {
 /// Serves requests on one connection until it closes.
 fn serve<S: Read + Write>(stream: S, shared: &Shared) -> io::Result<()> {
     let mut reader = BufReader::new(stream);
+    // Kept between a connection's requests: a fresh 7 MB buffer for every
+    // backfill page cost the simulator more than copying the records.
+    let mut page = Vec::new();
     loop {
         let Some(request) = read_request(&mut reader)? else {
             return Ok(());
         };
-        let keep_open = respond(&request, reader.get_mut(), shared)?;
+        let keep_open = respond(&request, reader.get_mut(), shared, &mut page)?;
         if request.close || !keep_open {
             return Ok(());
         }
@@ -462,8 +465,14 @@ fn json_error(message: &str) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Answers one request; returns whether the connection may stay open.
-fn respond<W: Write>(request: &Request, out: &mut W, shared: &Shared) -> io::Result<bool> {
+/// Answers one request (a page is built in `page`); returns whether the
+/// connection may stay open.
+fn respond<W: Write>(
+    request: &Request,
+    out: &mut W,
+    shared: &Shared,
+    page_buffer: &mut Vec<u8>,
+) -> io::Result<bool> {
     if request.method == "POST" && request.path.ends_with("/oauth2/v2.0/token") {
         return entra_token(request, out, shared);
     }
@@ -527,14 +536,14 @@ fn respond<W: Write>(request: &Request, out: &mut W, shared: &Shared) -> io::Res
         }
     };
     let page = query::run(stream, &query, crate::syslog::now_ms());
-    let response = page_json(stream, rendered, &page);
-    inject_faults(out, response, shared, page.records.len() as u64)
+    page_json(stream, rendered, &page, page_buffer);
+    inject_faults(out, page_buffer, shared, page.records.len() as u64)
 }
 
 /// Sends `response` as a 200, or one of the configured faults instead.
 fn inject_faults<W: Write>(
     out: &mut W,
-    response: Vec<u8>,
+    response: &[u8],
     shared: &Shared,
     records: u64,
 ) -> io::Result<bool> {
@@ -568,9 +577,7 @@ fn inject_faults<W: Write>(
     }
     if roll(5) < faults.malformed {
         stats.faults.fetch_add(1, Ordering::Relaxed);
-        let mut broken = response;
-        broken.truncate(broken.len() / 2);
-        write_response(out, "200 OK", "", &broken)?;
+        write_response(out, "200 OK", "", &response[..response.len() / 2])?;
         return Ok(true);
     }
     stats.pages.fetch_add(1, Ordering::Relaxed);
@@ -578,19 +585,20 @@ fn inject_faults<W: Write>(
     stats
         .body_bytes
         .fetch_add(response.len() as u64, Ordering::Relaxed);
-    write_response(out, "200 OK", "", &response)?;
+    write_response(out, "200 OK", "", response)?;
     Ok(true)
 }
 
-/// `{"data":[...],"hasNext":..,"total":..[,"nextQueryFilters":..]}`
-fn page_json(stream: &StreamConfig, rendered: &Rendered, page: &query::Page) -> Vec<u8> {
-    let mut out = Vec::with_capacity(page.records.len() * 1400 + 128);
+/// `{"data":[...],"hasNext":..,"total":..[,"nextQueryFilters":..]}`, into
+/// `out` (cleared first).
+fn page_json(stream: &StreamConfig, rendered: &Rendered, page: &query::Page, out: &mut Vec<u8>) {
+    out.clear();
     out.extend_from_slice(b"{\"data\":[");
     for (n, &index) in page.records.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        rendered.write_record(stream, index, &mut out);
+        rendered.write_record(stream, index, out);
     }
     out.extend_from_slice(
         format!("],\"hasNext\":{},\"total\":{}", page.has_next, page.total).as_bytes(),
@@ -600,7 +608,6 @@ fn page_json(stream: &StreamConfig, rendered: &Rendered, page: &query::Page) -> 
         out.extend_from_slice(next.encode().as_bytes());
     }
     out.push(b'}');
-    out
 }
 
 fn authorized(header: Option<&str>, shared: &Shared) -> bool {
