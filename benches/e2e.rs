@@ -584,11 +584,13 @@ fn chart(cases: &[&Measured]) -> String {
     svg
 }
 
-/// The chart's footnote: the run's size and the machine.
+/// The chart's footnote: the run's size, the machine and `E2E_LABEL`
+/// (the script passes the commit and date).
 fn caption(cases: &[&Measured]) -> String {
     let records = cases.first().map_or(0, |m| m.records);
+    let label = std::env::var("E2E_LABEL").unwrap_or_default();
     format!(
-        "{records} activity records, one run, {} cores; the ceiling's RSS is n/a (it holds every line in memory)",
+        "{records} activity records, one run, {} cores, {label}; the ceiling's RSS is n/a (it holds every line in memory)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     )
 }

@@ -7,7 +7,9 @@
 # ratios, and draws benches/e2e.svg. See benches/e2e.rs.
 #
 # Usage: benches/e2e.sh   (environment: E2E_MINUTES, E2E_PER_MINUTE,
-#        E2E_SVG, E2E_SKIP_PEER=1)
+#        E2E_SVG, E2E_SKIP_PEER=1; E2E_PERF=1 runs the agent under
+#        `perf record` and prints where its time went; its figures are then
+#        lower than without perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,22 @@ if [ ! -x /usr/bin/time ]; then
 fi
 cargo build --release --quiet
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)'), $(date -u +%Y-%m-%d)"
-SIEM_AGENT_BIN="$PWD/target/release/siem-agent" \
+agent="$PWD/target/release/siem-agent"
+if [ "${E2E_PERF:-0}" = 1 ]; then
+  cat >target/e2e-perf-agent <<PERF
+#!/usr/bin/env bash
+exec perf record -F 999 -g -o "$PWD/target/e2e-perf.data" -- "$agent" "\$@"
+PERF
+  chmod +x target/e2e-perf-agent
+  agent="$PWD/target/e2e-perf-agent"
+fi
+SIEM_AGENT_BIN="$agent" \
 SYSLOG_NG="$PWD/target/syslog-ng/run-syslog-ng" \
+E2E_LABEL="commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%d)" \
   cargo bench --quiet --bench e2e
+if [ "${E2E_PERF:-0}" = 1 ]; then
+  echo "--- agent threads"
+  perf report -i target/e2e-perf.data --no-children --sort comm -g none 2>/dev/null | grep '%' | head -n 6
+  echo "--- top functions"
+  perf report -i target/e2e-perf.data --no-children --sort comm,symbol -g none 2>/dev/null | grep '%' | head -n 30
+fi
