@@ -13,7 +13,8 @@
 //!
 //! Every case checks what arrived: the agent must deliver every record of
 //! the history, the ceiling writes exactly the agent's byte count, and the
-//! peer must deliver every NDJSON line. `PERF.md` records the results.
+//! peer must deliver every NDJSON line. The ceiling, which takes well
+//! under a second, is the best of three runs. `PERF.md` records the results.
 
 mod support;
 
@@ -35,6 +36,8 @@ use siem_agent::simulator::{Simulator, SimulatorConfig};
 use siem_agent::sink::BATCH_BYTES;
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
+/// Runs of the ceiling case; the fastest is reported.
+const CEILING_RUNS: usize = 3;
 /// How long the peer may take to deliver everything before the run fails.
 const PEER_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -463,7 +466,12 @@ fn main() {
         encoded, ours.bytes_out,
         "the agent's output differs in size from the same records encoded here"
     );
-    let ceiling = ceiling(&batches);
+    // The shortest case and the noisiest on a shared machine: best of
+    // three, so the ratio to it is not flattered by one slow run.
+    let ceiling = (0..CEILING_RUNS)
+        .map(|_| ceiling(&batches))
+        .min_by_key(|m| m.elapsed)
+        .expect("at least one run");
     drop(batches);
     report(&ceiling);
 

@@ -20,7 +20,7 @@ if [ ! -x /usr/bin/time ]; then
   $sudo apt-get install -y time >/dev/null
 fi
 cargo build --release --quiet
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes)'), $(date -u +%Y-%m-%d)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!benches/e2e.svg' || echo ' (with uncommitted changes)'), $(date -u +%Y-%m-%d)"
 agent="$PWD/target/release/siem-agent"
 if [ "${E2E_PERF:-0}" = 1 ]; then
   cat >target/e2e-perf-agent <<PERF
