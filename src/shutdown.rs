@@ -8,9 +8,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// A clonable stop flag that sleeping threads wake up for.
+/// A clonable stop flag that sleeping threads wake up for. It can also be
+/// nudged: a wake-up that stops nothing, for a waiter that has something
+/// to look at (the supervisor, when a tenant's threads end).
 #[derive(Clone, Debug, Default)]
-pub struct StopSignal(Arc<(Mutex<bool>, Condvar)>);
+pub struct StopSignal(Arc<(Mutex<Flags>, Condvar)>);
+
+#[derive(Debug, Default)]
+struct Flags {
+    stopped: bool,
+    /// Nudges so far.
+    nudges: u64,
+}
 
 impl StopSignal {
     /// A signal that has not been raised.
@@ -20,14 +29,21 @@ impl StopSignal {
 
     /// Raises the signal and wakes every thread sleeping on it.
     pub fn stop(&self) {
-        let (flag, wake) = &*self.0;
-        *flag.lock() = true;
+        let (flags, wake) = &*self.0;
+        flags.lock().stopped = true;
+        wake.notify_all();
+    }
+
+    /// Wakes [`Self::sleep_or_nudge`] without raising the signal.
+    pub fn nudge(&self) {
+        let (flags, wake) = &*self.0;
+        flags.lock().nudges += 1;
         wake.notify_all();
     }
 
     /// Whether the signal has been raised.
     pub fn is_stopped(&self) -> bool {
-        *self.0 .0.lock()
+        self.0 .0.lock().stopped
     }
 
     /// Sleeps for `duration`, or less if the signal is raised meanwhile;
@@ -39,20 +55,60 @@ impl StopSignal {
     /// Sleeps until `deadline` or until the signal is raised; true when it
     /// has been.
     pub fn sleep_until(&self, deadline: Instant) -> bool {
-        let (flag, wake) = &*self.0;
-        let mut stopped = flag.lock();
-        while !*stopped {
-            if wake.wait_until(&mut stopped, deadline).timed_out() {
+        let (flags, wake) = &*self.0;
+        let mut flags = flags.lock();
+        while !flags.stopped {
+            if wake.wait_until(&mut flags, deadline).timed_out() {
                 break;
             }
         }
-        *stopped
+        flags.stopped
+    }
+
+    /// Like [`Self::sleep`], but also ends at a nudge: one after the nudge
+    /// count `seen`, which is updated (so a nudge that came between two
+    /// sleeps ends the next one at once). True when the signal is raised.
+    pub fn sleep_or_nudge(&self, duration: Duration, seen: &mut u64) -> bool {
+        let deadline = Instant::now() + duration;
+        let (flags, wake) = &*self.0;
+        let mut flags = flags.lock();
+        while !flags.stopped && flags.nudges == *seen {
+            if wake.wait_until(&mut flags, deadline).timed_out() {
+                break;
+            }
+        }
+        *seen = flags.nudges;
+        flags.stopped
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nudge_ends_that_sleep_and_stops_nothing() {
+        let signal = StopSignal::new();
+        let mut seen = 0;
+        // A nudge before the sleep is not lost.
+        signal.nudge();
+        assert!(!signal.sleep_or_nudge(Duration::from_secs(600), &mut seen));
+        assert_eq!(seen, 1);
+        let other = signal.clone();
+        let sleeper = std::thread::spawn(move || {
+            let mut seen = 1;
+            (
+                other.sleep_or_nudge(Duration::from_secs(600), &mut seen),
+                seen,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        signal.nudge();
+        assert_eq!(sleeper.join().expect("sleeper finished"), (false, 2));
+        assert!(!signal.is_stopped());
+        // A plain sleep is not ended by nudges.
+        assert!(!signal.sleep(Duration::from_millis(5)));
+    }
 
     #[test]
     fn a_sleep_ends_early_when_stopped() {
