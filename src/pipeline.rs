@@ -33,6 +33,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::RwLock;
 use simd_json::prelude::*;
+use simd_json::tape::Object;
 use simd_json::OwnedValue;
 use tracing::{error, info, warn};
 
@@ -72,6 +74,10 @@ pub const RETAIN_PAGE_BYTES: usize = 1 << 20;
 /// Room a new batch has beyond [`BATCH_BYTES`] for the line that crosses
 /// it, so that it does not grow.
 pub const BATCH_SLACK_BYTES: usize = 16 << 10;
+/// Records per piece when a scan page's records are shared between the
+/// encoding thread and its helper: about one batch of lines (~800 bytes a
+/// line), so each piece becomes one batch.
+pub const SCAN_CHUNK_RECORDS: usize = 320;
 /// Smallest capacity a shrunk buffer keeps.
 pub const MIN_BUFFER_BYTES: usize = 16 << 10;
 /// How often the service looks at its tenants, signals and config file.
@@ -480,13 +486,17 @@ fn start_tenant(
                     store,
                     status,
                     sink,
-                    encoder,
                     parser: Parser::new(),
                     awaiting: VecDeque::new(),
                     next_ticket: 1,
                     pages_queued,
                     split: SplitPage::default(),
                     scratch: Vec::new(),
+                    helper: Helper {
+                        parser: Parser::new(),
+                        encoder: encoder.clone(),
+                    },
+                    encoder,
                 };
                 let result = work.run(pages_out, verdicts_in, spare_in);
                 if result.is_err() {
@@ -678,6 +688,15 @@ struct EncodeLoop {
     split: SplitPage,
     /// Id buffers for the cursor's page walk.
     scratch: Vec<String>,
+    /// The second thread's parser and encoder for scan pages.
+    helper: Helper,
+}
+
+/// What the thread that shares a scan page's records with the encoding
+/// thread needs of its own.
+struct Helper {
+    parser: Parser,
+    encoder: Encoder,
 }
 
 /// Why encoding a page stopped.
@@ -774,6 +793,7 @@ impl EncodeLoop {
             split,
             scratch,
             status,
+            helper,
             ..
         } = self;
         let cursor = &page.cursor;
@@ -811,39 +831,40 @@ impl EncodeLoop {
             });
         }
         let mut advance = cursor.begin_page(scratch);
-        let mut batch = sink.batch();
-        let mut delivered = 0;
-        let mut bad = 0u64;
-        let mut first_problem = None;
-        for range in &split.records {
-            let parsed = parser.inspect_at(&mut page.bytes, range.clone(), |root| {
-                let record = root.as_object()?;
-                let (id, key) = cursor.record_facts(&record);
-                if advance.record(id, key) {
-                    encoder.encode(&record, &mut batch.bytes);
-                    batch.bytes.push(b'\n');
-                    delivered += 1;
-                }
-                Some(())
-            });
-            let problem = match parsed {
-                Ok(Some(())) => None,
-                Ok(None) => Some("not a JSON object".to_owned()),
-                Err(error) => Some(error.to_string()),
-            };
-            if let Some(problem) = problem {
-                bad += 1;
-                first_problem.get_or_insert(problem);
-            }
-            // Only scan pages are cut into several batches: another page
-            // has not settled its cursor yet, and is small.
-            if scanning && batch.bytes.len() >= BATCH_BYTES {
-                let full = std::mem::replace(&mut batch, sink.batch());
-                if sink.send(full).is_err() {
-                    return Err(writer_stopped(sink));
-                }
-            }
-        }
+        let mut tally = Tally::default();
+        let mut batch = if scanning && records > SCAN_CHUNK_RECORDS {
+            // Every record of a scan page is new: no cursor walk, and the
+            // records can be shared with the helper thread.
+            encode_shared(
+                [&mut *parser, &mut helper.parser],
+                [&mut *encoder, &mut helper.encoder],
+                sink,
+                &mut page.bytes,
+                &split.records,
+                &mut tally,
+            )?
+        } else {
+            let mut batch = sink.batch();
+            encode_records(
+                parser,
+                encoder,
+                &mut page.bytes,
+                0,
+                &split.records,
+                &mut batch.bytes,
+                &mut tally,
+                |record| {
+                    let (id, key) = cursor.record_facts(record);
+                    advance.record(id, key)
+                },
+            );
+            batch
+        };
+        let Tally {
+            delivered,
+            bad,
+            first_problem,
+        } = tally;
         if !scanning {
             let next = advance
                 .finish(has_next, next_upper)
@@ -932,6 +953,189 @@ fn writer_stopped(sink: &mut SinkHandle) -> PageFailure {
             "the writer stopped",
         )))),
     }
+}
+
+/// What encoding a run of records met.
+#[derive(Default)]
+struct Tally {
+    /// Records encoded.
+    delivered: usize,
+    /// Records that did not parse or were not objects.
+    bad: u64,
+    /// The first of those problems.
+    first_problem: Option<String>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.delivered += other.delivered;
+        self.bad += other.bad;
+        if self.first_problem.is_none() {
+            self.first_problem = other.first_problem;
+        }
+    }
+}
+
+/// Parses the records at `ranges` (offsets `base` bytes before the start
+/// of `bytes`) where they lie and encodes each one `keep` accepts into
+/// `out`, one line each.
+#[allow(clippy::too_many_arguments)]
+fn encode_records(
+    parser: &mut Parser,
+    encoder: &mut Encoder,
+    bytes: &mut [u8],
+    base: usize,
+    ranges: &[Range<usize>],
+    out: &mut Vec<u8>,
+    tally: &mut Tally,
+    mut keep: impl FnMut(&Object<'_, '_>) -> bool,
+) {
+    for range in ranges {
+        let range = range.start - base..range.end - base;
+        let parsed = parser.inspect_at(bytes, range, |root| {
+            let record = root.as_object()?;
+            if keep(&record) {
+                encoder.encode(&record, out);
+                out.push(b'\n');
+                tally.delivered += 1;
+            }
+            Some(())
+        });
+        let problem = match parsed {
+            Ok(Some(())) => None,
+            Ok(None) => Some("not a JSON object".to_owned()),
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(problem) = problem {
+            tally.bad += 1;
+            tally.first_problem.get_or_insert(problem);
+        }
+    }
+}
+
+/// One piece of a scan page: its bytes, the page offset they start at, and
+/// its records' ranges (page offsets).
+struct Piece<'a, 'r> {
+    bytes: &'a mut [u8],
+    base: usize,
+    ranges: &'r [Range<usize>],
+}
+
+impl Piece<'_, '_> {
+    /// Appends the piece's lines to `out`.
+    fn encode(self, parser: &mut Parser, encoder: &mut Encoder, out: &mut Vec<u8>) -> Tally {
+        let mut tally = Tally::default();
+        encode_records(
+            parser,
+            encoder,
+            self.bytes,
+            self.base,
+            self.ranges,
+            out,
+            &mut tally,
+            |_| true,
+        );
+        tally
+    }
+}
+
+/// Cuts `bytes` into disjoint pieces of [`SCAN_CHUNK_RECORDS`] records.
+/// A piece runs to where the next one starts, so the bytes after each
+/// record but the piece's last serve as parsing padding.
+fn pieces<'a, 'r>(mut bytes: &'a mut [u8], ranges: &'r [Range<usize>]) -> Vec<Piece<'a, 'r>> {
+    let mut pieces = Vec::with_capacity(ranges.len().div_ceil(SCAN_CHUNK_RECORDS));
+    let mut base = 0;
+    let mut chunks = ranges.chunks(SCAN_CHUNK_RECORDS).peekable();
+    while let Some(chunk) = chunks.next() {
+        let end = chunks
+            .peek()
+            .map_or(base + bytes.len(), |next| next[0].start);
+        let (piece, rest) = bytes.split_at_mut(end - base);
+        pieces.push(Piece {
+            bytes: piece,
+            base,
+            ranges: chunk,
+        });
+        bytes = rest;
+        base = end;
+    }
+    pieces
+}
+
+/// Encodes a scan page's records on this thread and a helper thread,
+/// alternating pieces of [`SCAN_CHUNK_RECORDS`] records, and sends the
+/// batches to the writer in record order; returns the last batch unsent,
+/// for the page's ticket. Parsing and encoding were three quarters of the
+/// agent's CPU in a backfill, all on one thread: this spreads them over
+/// two cores and keeps the lines in order (the helper works at most one
+/// piece ahead, so it holds at most one batch). If the helper cannot be
+/// started, this thread encodes every piece.
+fn encode_shared(
+    parsers: [&mut Parser; 2],
+    encoders: [&mut Encoder; 2],
+    sink: &mut SinkHandle,
+    bytes: &mut [u8],
+    ranges: &[Range<usize>],
+    tally: &mut Tally,
+) -> Result<Batch, PageFailure> {
+    let [parser, helper_parser] = parsers;
+    let [encoder, helper_encoder] = encoders;
+    let mut pieces = pieces(bytes, ranges).into_iter();
+    std::thread::scope(|scope| {
+        let (work, work_out) = crossbeam_channel::bounded::<(Piece<'_, '_>, Batch)>(1);
+        let (done_in, done) = crossbeam_channel::bounded::<(Batch, Tally)>(1);
+        let helper = std::thread::Builder::new()
+            .name(format!(
+                "{}+",
+                std::thread::current().name().unwrap_or("encode")
+            ))
+            .spawn_scoped(scope, move || {
+                for (piece, mut batch) in work_out {
+                    let tally = piece.encode(helper_parser, helper_encoder, &mut batch.bytes);
+                    if done_in.send((batch, tally)).is_err() {
+                        return;
+                    }
+                }
+            });
+        let helper_started = helper.is_ok();
+        let mut last: Option<Batch> = None;
+        let mut send = |batch: Batch, sink: &mut SinkHandle| match last.replace(batch) {
+            Some(previous) => sink.send(previous).map_err(|_| writer_stopped(sink)),
+            None => Ok(()),
+        };
+        while let Some(mine) = pieces.next() {
+            // The next piece goes to the helper while this thread encodes
+            // its own; if the helper is gone, this thread takes it back.
+            let mut theirs = None;
+            let mut shared = false;
+            if let Some(piece) = pieces.next() {
+                if helper_started {
+                    match work.send((piece, sink.batch())) {
+                        Ok(()) => shared = true,
+                        Err(back) => theirs = Some(back.into_inner()),
+                    }
+                } else {
+                    theirs = Some((piece, sink.batch()));
+                }
+            }
+            let mut batch = sink.batch();
+            tally.add(mine.encode(parser, encoder, &mut batch.bytes));
+            send(batch, sink)?;
+            if shared {
+                // The helper answers every piece short of a panic, which the
+                // scope propagates when it ends.
+                if let Ok((batch, counts)) = done.recv() {
+                    tally.add(counts);
+                    send(batch, sink)?;
+                }
+            } else if let Some((piece, mut batch)) = theirs {
+                tally.add(piece.encode(parser, encoder, &mut batch.bytes));
+                send(batch, sink)?;
+            }
+        }
+        drop(work);
+        Ok(last.take().unwrap_or_else(|| sink.batch()))
+    })
 }
 
 /// What the service is told from outside while it runs.

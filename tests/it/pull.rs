@@ -565,3 +565,46 @@ fn an_unusable_ca_file_is_a_setup_error() {
     assert_eq!(output.status.code(), Some(78), "{log}");
     assert!(log.contains("cannot set up the API client"), "{log}");
 }
+
+#[test]
+fn a_scan_page_shared_between_two_threads_keeps_its_order() {
+    // 3,000 activities fit in one scan page, which the encoder cuts into
+    // pieces of SCAN_CHUNK_RECORDS shared with a helper thread; the lines
+    // must come out in the page's order (by event time, one direction).
+    let mut config = simulator(Duration::from_secs(180), 1000);
+    config.activities.max_index_delay_ms = 0;
+    let sim = Simulator::start(config).expect("starts");
+    let dir = scratch("scan-order");
+    let mut args = run_args(&sim, &dir);
+    args.extend(["--once", "--data-types", "activities"].map(str::to_owned));
+    let out = dir.join("out.cef");
+    let output = run_to_end(&args, &out, Duration::from_secs(120));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let times: Vec<i64> = text
+        .lines()
+        .map(|line| {
+            let cef = check_one_line(line).unwrap_or_else(|e| panic!("{e}"));
+            cef.get("rt")
+                .and_then(|t| t.parse().ok())
+                .expect("a numeric rt")
+        })
+        .collect();
+    let first_page = 2900;
+    assert!(times.len() >= first_page, "only {} lines", times.len());
+    assert!(first_page > 2 * siem_agent::pipeline::SCAN_CHUNK_RECORDS);
+    let page = &times[..first_page];
+    let ascending = page.windows(2).all(|w| w[0] <= w[1]);
+    let descending = page.windows(2).all(|w| w[0] >= w[1]);
+    assert!(
+        ascending || descending,
+        "the page's lines are out of order: first inversion at line {}",
+        page.windows(2)
+            .position(|w| (w[0] < w[1]) != (page[0] < page[first_page - 1]) && w[0] != w[1])
+            .map_or(0, |i| i + 1)
+    );
+}
