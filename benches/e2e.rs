@@ -28,13 +28,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use siem_agent::cef::{DataType, Encoder};
 use siem_agent::parse::Parser;
 use siem_agent::simulator::data::StreamConfig;
 use siem_agent::simulator::server::DEFAULT_TOKEN;
 use siem_agent::simulator::{Simulator, SimulatorConfig};
 use siem_agent::sink::BATCH_BYTES;
-use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 /// Runs of the ceiling case; the fastest is reported.
 const CEILING_RUNS: usize = 3;
@@ -222,13 +220,7 @@ fn ndjson(stream: &StreamConfig, count: u64) -> Vec<u8> {
 /// The agent's lines for the same records (same encoder settings), cut
 /// into batches the way the pipeline cuts them.
 fn encode_lines(ndjson: &[u8]) -> Vec<Vec<u8>> {
-    let header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("header");
-    let mut encoder = Encoder::new(
-        env!("CARGO_PKG_VERSION"),
-        "https://portal.cloudappsecurity.com",
-        header,
-        DataType::Auto,
-    );
+    let mut encoder = support::default_encoder();
     let mut parser = Parser::new();
     let mut scratch = Vec::new();
     let mut batches = Vec::new();

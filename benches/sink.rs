@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use siem_agent::cef::{DataType, Encoder};
 use siem_agent::parse::Parser;
 use siem_agent::pipeline::spawn_sink;
 use siem_agent::simulator::data::{StreamConfig, StreamKind};
 use siem_agent::simulator::tls::TestPki;
 use siem_agent::sink::tls::{TlsClient, TlsOptions};
 use siem_agent::sink::{Batch, Destination, Protocol, SinkPlan, BATCH_BYTES};
-use siem_agent::syslog::{Framing, HeaderStyle, SyslogHeader};
+use siem_agent::syslog::Framing;
 
 /// Distinct records encoded for the run; the batches repeat them.
 const SAMPLE_RECORDS: u64 = 4000;
@@ -42,13 +41,7 @@ fn sample_batches() -> Vec<Batch> {
         burst_size: 40,
         hostile_every: 97,
     };
-    let header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("header");
-    let mut encoder = Encoder::new(
-        "0.1.0",
-        "https://portal.cloudappsecurity.com",
-        header,
-        DataType::Auto,
-    );
+    let mut encoder = support::default_encoder();
     let mut parser = Parser::new();
     let mut batches = Vec::new();
     let mut batch = Batch::new();

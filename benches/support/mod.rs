@@ -1,5 +1,6 @@
-//! Pieces the Rust benchmarks share: the plain `writev` loop that is the
-//! machine's ceiling, and CPU time read from `/proc`.
+//! Pieces the Rust benchmarks share: the agent's default encoder, the plain
+//! `writev` loop that is the machine's ceiling, and CPU time read from
+//! `/proc`.
 
 // Each bench binary includes this module and uses part of it.
 #![allow(dead_code)]
@@ -7,6 +8,21 @@
 use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+
+use siem_agent::cef::{DataType, Encoder};
+use siem_agent::syslog::{HeaderStyle, SyslogHeader};
+
+/// The encoder `siem-agent run` uses with default settings (ISO header
+/// without a host, this version, the default portal, per-record mapping).
+pub fn default_encoder() -> Encoder {
+    let header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("header");
+    Encoder::new(
+        env!("CARGO_PKG_VERSION"),
+        "https://portal.cloudappsecurity.com",
+        header,
+        DataType::Auto,
+    )
+}
 
 /// Slices handed to one `writev` call by the ceiling loops.
 pub const SLICES_PER_CALL: usize = 4;
