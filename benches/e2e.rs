@@ -39,6 +39,11 @@ const CEILING_RUNS: usize = 3;
 /// How long the peer may take to deliver everything before the run fails.
 const PEER_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// The cores this process may use (at least one).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -186,11 +191,8 @@ fn ours(agent: &Path, simulator: &Simulator, expected: u64, work: &Path) -> Meas
         "the simulator serving and the blackhole (this process) used {:.2} CPU s per M records \
          beside the agent, {:.0}% of the machine's {} cores over the run together with it",
         harness.as_secs_f64() / (lines as f64 / 1e6),
-        (harness + usage.cpu).as_secs_f64()
-            / elapsed.as_secs_f64()
-            / std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
-            * 100.0,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        (harness + usage.cpu).as_secs_f64() / elapsed.as_secs_f64() / cores() as f64 * 100.0,
+        cores(),
     );
     assert!(
         lines >= expected,
@@ -441,7 +443,7 @@ fn main() {
     println!(
         "e2e: {expected} activities ({minutes} min at {per_minute}/min); machine: {} cores; \
          rendering them in the simulator...",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        cores()
     );
     let stream = config.activities.clone();
     let simulator = Simulator::start(config).expect("simulator starts");
@@ -591,6 +593,6 @@ fn caption(cases: &[&Measured]) -> String {
     let label = std::env::var("E2E_LABEL").unwrap_or_default();
     format!(
         "{records} activity records, one run, {} cores, {label}; the ceiling's RSS is n/a (it holds every line in memory)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        cores()
     )
 }
