@@ -465,7 +465,7 @@ fn json_error(message: &str) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// Answers one request (a page is built in `page`); returns whether the
+/// Answers one request (a page is built in `page_buffer`); returns whether the
 /// connection may stay open.
 fn respond<W: Write>(
     request: &Request,
