@@ -78,6 +78,10 @@ pub const BATCH_SLACK_BYTES: usize = 16 << 10;
 /// encoding thread and its helper: about one batch of lines (~800 bytes a
 /// line), so each piece becomes one batch.
 pub const SCAN_CHUNK_RECORDS: usize = 320;
+/// Pieces of a scan page handed out to the two encoding threads and not
+/// yet sent to the writer: bounds the batches a page holds back while one
+/// thread is descheduled in the middle of a piece (about 1 MB).
+pub const SCAN_PIECES_AHEAD: usize = 4;
 /// Smallest capacity a shrunk buffer keeps.
 pub const MIN_BUFFER_BYTES: usize = 16 << 10;
 /// How often the service looks at its tenants, signals and config file.
@@ -1062,14 +1066,20 @@ fn pieces<'a, 'r>(mut bytes: &'a mut [u8], ranges: &'r [Range<usize>]) -> Vec<Pi
     pieces
 }
 
-/// Encodes a scan page's records on this thread and a helper thread,
-/// alternating pieces of [`SCAN_CHUNK_RECORDS`] records, and sends the
-/// batches to the writer in record order; returns the last batch unsent,
-/// for the page's ticket. Parsing and encoding were three quarters of the
-/// agent's CPU in a backfill, all on one thread: this spreads them over
-/// two cores and keeps the lines in order (the helper works at most one
-/// piece ahead, so it holds at most one batch). If the helper cannot be
-/// started, this thread encodes every piece.
+/// Encodes a scan page's records on this thread and a helper thread and
+/// sends the batches to the writer in record order; returns the last batch
+/// unsent, for the page's ticket. Parsing and encoding were three quarters
+/// of the agent's CPU in a backfill, all on one thread: this spreads them
+/// over two cores.
+///
+/// The pieces (of [`SCAN_CHUNK_RECORDS`] records) go into one queue that
+/// both threads take from, so neither waits while there is work: with six
+/// busy threads on two cores, one of the two is often descheduled, and a
+/// strict turn-taking left this thread waiting for the helper 40% of a
+/// backfill while the other core had nothing to run. Finished pieces are
+/// put back in order in a window of [`SCAN_PIECES_AHEAD`] pieces, which
+/// bounds the batches held. If the helper cannot be started, this thread
+/// encodes every piece.
 fn encode_shared(
     parsers: [&mut Parser; 2],
     encoders: [&mut Encoder; 2],
@@ -1080,60 +1090,74 @@ fn encode_shared(
 ) -> Result<Batch, PageFailure> {
     let [parser, helper_parser] = parsers;
     let [encoder, helper_encoder] = encoders;
-    let mut pieces = pieces(bytes, ranges).into_iter();
+    let mut pieces = pieces(bytes, ranges).into_iter().enumerate();
+    let count = pieces.len();
     std::thread::scope(|scope| {
-        let (work, work_out) = crossbeam_channel::bounded::<(Piece<'_, '_>, Batch)>(1);
-        let (done_in, done) = crossbeam_channel::bounded::<(Batch, Tally)>(1);
-        let helper = std::thread::Builder::new()
+        // Never more than SCAN_PIECES_AHEAD pieces are handed out and not
+        // yet sent, so neither channel's send can block.
+        let (work_in, work) =
+            crossbeam_channel::bounded::<(usize, Piece<'_, '_>, Batch)>(SCAN_PIECES_AHEAD);
+        let (done_in, done) =
+            crossbeam_channel::bounded::<(usize, Batch, Tally)>(SCAN_PIECES_AHEAD);
+        let helper_work = work.clone();
+        // If the thread cannot be started, the closure (and its end of both
+        // channels) is dropped and this thread takes every piece.
+        let _ = std::thread::Builder::new()
             .name(format!(
                 "{}+",
                 std::thread::current().name().unwrap_or("encode")
             ))
             .spawn_scoped(scope, move || {
-                for (piece, mut batch) in work_out {
+                for (index, piece, mut batch) in helper_work {
                     let tally = piece.encode(helper_parser, helper_encoder, &mut batch.bytes);
-                    if done_in.send((batch, tally)).is_err() {
+                    if done_in.send((index, batch, tally)).is_err() {
                         return;
                     }
                 }
             });
-        let helper_started = helper.is_ok();
+        // Finished pieces not yet sent; piece `i` waits in slot
+        // `i % SCAN_PIECES_AHEAD`.
+        let mut window: [Option<(Batch, Tally)>; SCAN_PIECES_AHEAD] = std::array::from_fn(|_| None);
+        let (mut handed, mut sent) = (0, 0);
         let mut last: Option<Batch> = None;
-        let mut send = |batch: Batch, sink: &mut SinkHandle| match last.replace(batch) {
-            Some(previous) => sink.send(previous).map_err(|_| writer_stopped(sink)),
-            None => Ok(()),
-        };
-        while let Some(mine) = pieces.next() {
-            // The next piece goes to the helper while this thread encodes
-            // its own; if the helper is gone, this thread takes it back.
-            let mut theirs = None;
-            let mut shared = false;
-            if let Some(piece) = pieces.next() {
-                if helper_started {
-                    match work.send((piece, sink.batch())) {
-                        Ok(()) => shared = true,
-                        Err(back) => theirs = Some(back.into_inner()),
-                    }
-                } else {
-                    theirs = Some((piece, sink.batch()));
-                }
+        loop {
+            while let Ok((index, batch, counts)) = done.try_recv() {
+                window[index % SCAN_PIECES_AHEAD] = Some((batch, counts));
             }
-            let mut batch = sink.batch();
-            tally.add(mine.encode(parser, encoder, &mut batch.bytes));
-            send(batch, sink)?;
-            if shared {
-                // The helper answers every piece short of a panic, which the
-                // scope propagates when it ends.
-                if let Ok((batch, counts)) = done.recv() {
-                    tally.add(counts);
-                    send(batch, sink)?;
+            while let Some((batch, counts)) = window[sent % SCAN_PIECES_AHEAD].take() {
+                tally.add(counts);
+                if let Some(previous) = last.replace(batch) {
+                    sink.send(previous).map_err(|_| writer_stopped(sink))?;
                 }
-            } else if let Some((piece, mut batch)) = theirs {
-                tally.add(piece.encode(parser, encoder, &mut batch.bytes));
-                send(batch, sink)?;
+                sent += 1;
+            }
+            if sent == count {
+                break;
+            }
+            while handed < sent + SCAN_PIECES_AHEAD {
+                let Some((index, piece)) = pieces.next() else {
+                    break;
+                };
+                // Cannot fail: this thread holds a receiver.
+                let _ = work_in.send((index, piece, sink.batch()));
+                handed += 1;
+            }
+            if let Ok((index, piece, mut batch)) = work.try_recv() {
+                let counts = piece.encode(parser, encoder, &mut batch.bytes);
+                window[index % SCAN_PIECES_AHEAD] = Some((batch, counts));
+            } else {
+                // Every piece handed out is the helper's: wait for one. The
+                // helper answers every piece short of a panic, which the
+                // scope propagates when it ends.
+                match done.recv() {
+                    Ok((index, batch, counts)) => {
+                        window[index % SCAN_PIECES_AHEAD] = Some((batch, counts));
+                    }
+                    Err(_) => break,
+                }
             }
         }
-        drop(work);
+        drop(work_in);
         Ok(last.take().unwrap_or_else(|| sink.batch()))
     })
 }
