@@ -10,12 +10,16 @@
 //! ```
 //!
 //! * fetch: schedules the data types, waits for the request budget, reads
-//!   each response into a recycled buffer and hands it over. It waits for
-//!   the encoder's verdict (the page's paging facts, read as soon as the
-//!   page is parsed) before the next request, because the next request
-//!   depends on them, but not for the encoding, which overlaps with the
-//!   next fetch. A page the encoder rejects is fetched again.
-//! * parse+encode: parses each page once (simd-json), moves the cursor,
+//!   each response into a recycled buffer, splits it into records and reads
+//!   its paging facts ([`crate::parse::page`]), and hands it over. The next
+//!   request depends on the page: after a scan page (a backfill's 5,000
+//!   records, all new) the fetcher knows the next cursor itself and goes on
+//!   as soon as the encoder takes the page, so fetching, splitting and
+//!   encoding overlap; after any other page (at most 100 records) it waits
+//!   for the encoder's verdict, which needs the records. A page that does
+//!   not split or has no paging facts, or that the encoder rejects, is
+//!   fetched again.
+//! * parse+encode: parses each record once (simd-json), moves the cursor,
 //!   encodes the new records straight into recycled batches of about
 //!   [`BATCH_BYTES`], and saves a page's checkpoint when the writer hands
 //!   back the page's last batch, confirmed.
@@ -370,9 +374,26 @@ impl std::ops::AddAssign for RunSummary {
 
 /// A fetched page on its way to the encoder.
 struct Page {
-    bytes: Vec<u8>,
+    /// The response body and its split into records.
+    buffers: PageBuffers,
     /// The cursor the page was requested with.
     cursor: Cursor,
+    /// The page's paging facts: `hasNext` and the next scan bound.
+    has_next: bool,
+    next_upper: Option<i64>,
+    /// For a scan page, the cursor after it, which the fetcher already
+    /// went on with: the encoder sends no verdict.
+    next: Option<Cursor>,
+}
+
+/// A page's buffers, passed from the fetcher to the encoder and back so
+/// their allocations are reused.
+#[derive(Default)]
+struct PageBuffers {
+    /// The response body.
+    bytes: Vec<u8>,
+    /// Its records' ranges and the rest of it.
+    split: SplitPage,
 }
 
 /// The encoder's answer about a page's paging facts.
@@ -462,7 +483,7 @@ fn start_tenant(
     let _ = status.sink.set(Arc::clone(&sink.health));
     let (pages_in, pages_out) = crossbeam_channel::bounded::<Page>(PAGE_CHANNEL_PAGES);
     let (verdicts_in, verdicts_out) = crossbeam_channel::bounded::<Verdict>(1);
-    let (spare_in, spare_out) = crossbeam_channel::bounded::<Vec<u8>>(1);
+    let (spare_in, spare_out) = crossbeam_channel::bounded::<PageBuffers>(1);
     let pages_queued = Arc::new(AtomicUsize::new(0));
     {
         let mut depths = status.depths.lock();
@@ -494,7 +515,6 @@ fn start_tenant(
                     awaiting: VecDeque::new(),
                     next_ticket: 1,
                     pages_queued,
-                    split: SplitPage::default(),
                     scratch: Vec::new(),
                     helper: Helper {
                         parser: Parser::new(),
@@ -526,6 +546,7 @@ fn start_tenant(
             stop: stop.clone(),
             status,
             pages_queued: Arc::clone(&pages_queued),
+            parser: Parser::new(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{tenant}"))
@@ -565,6 +586,8 @@ struct FetchLoop {
     stop: StopSignal,
     status: Arc<TenantStatus>,
     pages_queued: Arc<AtomicUsize>,
+    /// Reads each page's paging facts.
+    parser: Parser,
 }
 
 impl FetchLoop {
@@ -574,7 +597,7 @@ impl FetchLoop {
         mut self,
         pages: Sender<Page>,
         verdicts: Receiver<Verdict>,
-        spare: Receiver<Vec<u8>>,
+        spare: Receiver<PageBuffers>,
     ) -> Result<RunSummary, RunError> {
         let mut summary = RunSummary::default();
         let mut consecutive_failures = 0u32;
@@ -595,18 +618,61 @@ impl FetchLoop {
             let body = stream.cursor.request_body(self.filters.get(&stream.kind));
             let kind = stream.kind;
             let cursor = &stream.cursor;
+            let parser = &mut self.parser;
             let fetched = self.client.fetch(kind, &body, &mut buffer, |bytes| {
                 // Hand the page over and keep a spare buffer to read the
                 // next one into.
-                let mut page = spare.try_recv().unwrap_or_default();
-                std::mem::swap(bytes, &mut page);
+                let mut buffers = spare.try_recv().unwrap_or_default();
+                std::mem::swap(bytes, &mut buffers.bytes);
+                let split = &mut buffers.split;
+                if let Err(error) = split.split(&buffers.bytes) {
+                    std::mem::swap(bytes, &mut buffers.bytes);
+                    return Err(error.to_string());
+                }
+                let facts = parser
+                    .inspect(&mut split.rest, |root| cursor.page_facts(root))
+                    .map_err(|e| e.to_string())
+                    .and_then(|facts| facts.map_err(|e| e.to_string()));
+                let (has_next, next_upper) = match facts {
+                    Ok(facts) => facts,
+                    Err(why) => {
+                        std::mem::swap(bytes, &mut buffers.bytes);
+                        return Err(why);
+                    }
+                };
+                // Every record of a scan page is new, so the next cursor is
+                // known before any is parsed: the next request goes out as
+                // soon as the encoder has taken this page. Other pages (at
+                // most 100 records) move the cursor record by record, so
+                // the encoder answers after encoding them.
+                let next = if cursor.scanning() {
+                    let next = cursor
+                        .begin_page(&mut Vec::new())
+                        .finish(has_next, next_upper);
+                    match next {
+                        Ok(next) => Some(next),
+                        Err(error) => {
+                            std::mem::swap(bytes, &mut buffers.bytes);
+                            return Err(error.to_string());
+                        }
+                    }
+                } else {
+                    None
+                };
+                let records = buffers.split.records.len();
                 let page = Page {
-                    bytes: page,
+                    buffers,
                     cursor: cursor.clone(),
+                    has_next,
+                    next_upper,
+                    next: next.clone(),
                 };
                 self.pages_queued.fetch_add(1, Ordering::Relaxed);
                 if pages.send(page).is_err() {
                     return Err("the encoder has stopped".to_owned());
+                }
+                if let Some(next) = next {
+                    return Ok((has_next, next, records));
                 }
                 match verdicts.recv() {
                     Ok(Verdict::Accepted {
@@ -688,8 +754,6 @@ struct EncodeLoop {
     awaiting: VecDeque<AwaitedPage>,
     next_ticket: u64,
     pages_queued: Arc<AtomicUsize>,
-    /// The current page's record ranges and the rest of it.
-    split: SplitPage,
     /// Id buffers for the cursor's page walk.
     scratch: Vec<String>,
     /// The second thread's parser and encoder for scan pages.
@@ -722,7 +786,7 @@ impl EncodeLoop {
         &mut self,
         pages: Receiver<Page>,
         verdicts: Sender<Verdict>,
-        spare: Sender<Vec<u8>>,
+        spare: Sender<PageBuffers>,
     ) -> Result<(), RunError> {
         for mut page in pages {
             self.pages_queued.fetch_sub(1, Ordering::Relaxed);
@@ -746,14 +810,16 @@ impl EncodeLoop {
             // Backfill pages keep their large buffers for the next ones; a
             // small (tail) page gives back what a backfill left behind, so
             // a hundred idle tenants do not each hold a backfill's buffers.
-            if page.bytes.len() <= RETAIN_PAGE_BYTES {
-                let keep = (page.bytes.len() * 2).max(MIN_BUFFER_BYTES);
-                page.bytes.shrink_to(keep);
-                self.split.rest.shrink_to(MIN_BUFFER_BYTES);
-                self.split.records.shrink_to(self.split.records.len() * 2);
+            let buffers = &mut page.buffers;
+            if buffers.bytes.len() <= RETAIN_PAGE_BYTES {
+                let keep = (buffers.bytes.len() * 2).max(MIN_BUFFER_BYTES);
+                buffers.bytes.shrink_to(keep);
+                buffers.split.rest.shrink_to(MIN_BUFFER_BYTES);
+                let records = buffers.split.records.len();
+                buffers.split.records.shrink_to(records * 2);
             }
             // A full spare channel means the fetcher has enough.
-            let _ = spare.try_send(page.bytes);
+            let _ = spare.try_send(page.buffers);
         }
         self.settle_taken_back()?;
         for batch in self.sink.finish().map_err(RunError::Output)? {
@@ -779,10 +845,10 @@ impl EncodeLoop {
         }
     }
 
-    /// Splits a page, answers the fetcher as soon as the next cursor is
-    /// known, and parses and encodes the records one by one into batches
-    /// for the writer (a page is never parsed whole: see
-    /// [`crate::parse::page`]).
+    /// Parses and encodes a page's records one by one into batches for the
+    /// writer (a page is never parsed whole: see [`crate::parse::page`]),
+    /// and answers the fetcher about a page that is not a scan page once
+    /// its records have moved the cursor.
     fn encode_page(
         &mut self,
         page: &mut Page,
@@ -794,44 +860,29 @@ impl EncodeLoop {
             sink,
             awaiting,
             next_ticket,
-            split,
             scratch,
             status,
             helper,
             ..
         } = self;
-        let cursor = &page.cursor;
+        let Page {
+            buffers: PageBuffers { bytes, split },
+            cursor,
+            has_next,
+            next_upper,
+            next: scan_next,
+        } = page;
+        let (has_next, next_upper) = (*has_next, *next_upper);
         let rejected = |why: String| PageFailure::Rejected(why);
-        split
-            .split(&page.bytes)
-            .map_err(|e| rejected(e.to_string()))?;
-        let (has_next, next_upper) = parser
-            .inspect(&mut split.rest, |root| cursor.page_facts(root))
-            .map_err(|e| rejected(e.to_string()))?
-            .map_err(|e| rejected(e.to_string()))?;
         let ticket = *next_ticket;
         *next_ticket += 1;
         let records = split.records.len();
-        // Every record of a scan page is new, so the next cursor is known
-        // before any is parsed: the fetcher goes on while this page is
-        // encoded. Other pages (at most 100 records) are answered after.
-        let scanning = cursor.scanning();
-        if scanning {
-            let next = cursor
-                .begin_page(&mut Vec::new())
-                .finish(has_next, next_upper)
-                .map_err(|e| rejected(e.to_string()))?;
+        let scanning = scan_next.is_some();
+        if let Some(next) = scan_next.take() {
             awaiting.push_back(AwaitedPage {
                 ticket,
-                cursor: next.clone(),
+                cursor: next,
                 records,
-            });
-            // The fetcher may stop listening (shutdown); the page is still
-            // delivered, and its checkpoint saved when confirmed.
-            let _ = verdicts.send(Verdict::Accepted {
-                has_next,
-                next,
-                delivered: records,
             });
         }
         let mut advance = cursor.begin_page(scratch);
@@ -843,7 +894,7 @@ impl EncodeLoop {
                 [&mut *parser, &mut helper.parser],
                 [&mut *encoder, &mut helper.encoder],
                 sink,
-                &mut page.bytes,
+                bytes,
                 &split.records,
                 &mut tally,
             )?
@@ -852,7 +903,7 @@ impl EncodeLoop {
             encode_records(
                 parser,
                 encoder,
-                &mut page.bytes,
+                bytes,
                 0,
                 &split.records,
                 &mut batch.bytes,
