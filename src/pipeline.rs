@@ -547,6 +547,7 @@ fn start_tenant(
             status,
             pages_queued: Arc::clone(&pages_queued),
             parser: Parser::new(),
+            split: SplitPage::default(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{tenant}"))
@@ -588,6 +589,8 @@ struct FetchLoop {
     pages_queued: Arc<AtomicUsize>,
     /// Reads each page's paging facts.
     parser: Parser,
+    /// Record ranges for the next page (given back by the encoder).
+    split: SplitPage,
 }
 
 impl FetchLoop {
@@ -619,49 +622,27 @@ impl FetchLoop {
             let kind = stream.kind;
             let cursor = &stream.cursor;
             let parser = &mut self.parser;
+            let spare_split = &mut self.split;
             let fetched = self.client.fetch(kind, &body, &mut buffer, |bytes| {
-                // Hand the page over and keep a spare buffer to read the
-                // next one into.
-                let mut buffers = spare.try_recv().unwrap_or_default();
-                std::mem::swap(bytes, &mut buffers.bytes);
-                let split = &mut buffers.split;
-                if let Err(error) = split.split(&buffers.bytes) {
-                    std::mem::swap(bytes, &mut buffers.bytes);
-                    return Err(error.to_string());
-                }
-                let facts = parser
-                    .inspect(&mut split.rest, |root| cursor.page_facts(root))
-                    .map_err(|e| e.to_string())
-                    .and_then(|facts| facts.map_err(|e| e.to_string()));
-                let (has_next, next_upper) = match facts {
+                let mut split = std::mem::take(spare_split);
+                let facts = match read_page(parser, &mut split, bytes, cursor) {
                     Ok(facts) => facts,
                     Err(why) => {
-                        std::mem::swap(bytes, &mut buffers.bytes);
+                        *spare_split = split;
                         return Err(why);
                     }
                 };
-                // Every record of a scan page is new, so the next cursor is
-                // known before any is parsed: the next request goes out as
-                // soon as the encoder has taken this page. Other pages (at
-                // most 100 records) move the cursor record by record, so
-                // the encoder answers after encoding them.
-                let next = if cursor.scanning() {
-                    let next = cursor
-                        .begin_page(&mut Vec::new())
-                        .finish(has_next, next_upper);
-                    match next {
-                        Ok(next) => Some(next),
-                        Err(error) => {
-                            std::mem::swap(bytes, &mut buffers.bytes);
-                            return Err(error.to_string());
-                        }
-                    }
-                } else {
-                    None
-                };
-                let records = buffers.split.records.len();
+                let PageFacts {
+                    has_next,
+                    next_upper,
+                    next,
+                } = facts;
+                let records = split.records.len();
                 let page = Page {
-                    buffers,
+                    buffers: PageBuffers {
+                        bytes: std::mem::take(bytes),
+                        split,
+                    },
                     cursor: cursor.clone(),
                     has_next,
                     next_upper,
@@ -670,6 +651,13 @@ impl FetchLoop {
                 self.pages_queued.fetch_add(1, Ordering::Relaxed);
                 if pages.send(page).is_err() {
                     return Err("the encoder has stopped".to_owned());
+                }
+                // The encoder gave back the previous page's buffers before
+                // it took this page: the next page is read into them, so
+                // two page buffers exist, not three (a scan page is ~6 MB).
+                if let Ok(back) = spare.try_recv() {
+                    *bytes = back.bytes;
+                    *spare_split = back.split;
                 }
                 if let Some(next) = next {
                     return Ok((has_next, next, records));
@@ -734,6 +722,51 @@ impl FetchLoop {
             }
         }
     }
+}
+
+/// What the fetcher reads of a page before handing it over.
+struct PageFacts {
+    /// The page's `hasNext`.
+    has_next: bool,
+    /// The next scan bound, when there is a next page.
+    next_upper: Option<i64>,
+    /// For a scan page, the cursor after it.
+    next: Option<Cursor>,
+}
+
+/// Splits a fetched page into records and reads its paging facts.
+///
+/// Every record of a scan page is new, so the cursor after it is known
+/// before any record is parsed, and the next request can go out as soon as
+/// the encoder takes this page. Other pages (at most 100 records) move the
+/// cursor record by record, so the encoder answers after encoding them.
+fn read_page(
+    parser: &mut Parser,
+    split: &mut SplitPage,
+    bytes: &[u8],
+    cursor: &Cursor,
+) -> Result<PageFacts, String> {
+    split.split(bytes).map_err(|e| e.to_string())?;
+    let (has_next, next_upper) = parser
+        .inspect(&mut split.rest, |root| cursor.page_facts(root))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let next = if cursor.scanning() {
+        let mut no_ids = Vec::new();
+        let after = cursor.begin_page(&mut no_ids);
+        Some(
+            after
+                .finish(has_next, next_upper)
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    Ok(PageFacts {
+        has_next,
+        next_upper,
+        next,
+    })
 }
 
 /// A page whose checkpoint waits for its last batch to be confirmed.
