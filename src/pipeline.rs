@@ -67,8 +67,9 @@ use crate::status::{self, Direction, State, TenantStatus};
 
 /// Batches waiting in the channel to the writer.
 pub const SINK_CHANNEL_BATCHES: usize = 8;
-/// Pages waiting in the channel to the encoder (one more is being encoded
-/// and one fetched: three page buffers at most).
+/// Pages waiting in the channel to the encoder: none, so a fetched page
+/// waits in the fetcher until the encoder takes it, and the next one is
+/// read into the buffers the encoder gave back (two page buffers).
 pub const PAGE_CHANNEL_PAGES: usize = 0;
 /// Pages larger than this (backfill pages: 5,000 records are about 6 MB)
 /// keep their buffers' capacity for the next page; after a smaller (tail)
@@ -378,12 +379,9 @@ struct Page {
     buffers: PageBuffers,
     /// The cursor the page was requested with.
     cursor: Cursor,
-    /// The page's paging facts: `hasNext` and the next scan bound.
-    has_next: bool,
-    next_upper: Option<i64>,
-    /// For a scan page, the cursor after it, which the fetcher already
-    /// went on with: the encoder sends no verdict.
-    next: Option<Cursor>,
+    /// What the fetcher read of it. With a scan page's next cursor, which
+    /// the fetcher already went on with, the encoder sends no verdict.
+    facts: PageFacts,
 }
 
 /// A page's buffers, passed from the fetcher to the encoder and back so
@@ -632,21 +630,17 @@ impl FetchLoop {
                         return Err(why);
                     }
                 };
-                let PageFacts {
-                    has_next,
-                    next_upper,
-                    next,
-                } = facts;
-                let records = split.records.len();
+                let answer = facts
+                    .next
+                    .clone()
+                    .map(|next| (facts.has_next, next, split.records.len()));
                 let page = Page {
                     buffers: PageBuffers {
                         bytes: std::mem::take(bytes),
                         split,
                     },
                     cursor: cursor.clone(),
-                    has_next,
-                    next_upper,
-                    next: next.clone(),
+                    facts,
                 };
                 self.pages_queued.fetch_add(1, Ordering::Relaxed);
                 if pages.send(page).is_err() {
@@ -659,8 +653,8 @@ impl FetchLoop {
                     *bytes = back.bytes;
                     *spare_split = back.split;
                 }
-                if let Some(next) = next {
-                    return Ok((has_next, next, records));
+                if let Some(answer) = answer {
+                    return Ok(answer);
                 }
                 match verdicts.recv() {
                     Ok(Verdict::Accepted {
@@ -901,17 +895,15 @@ impl EncodeLoop {
         let Page {
             buffers: PageBuffers { bytes, split },
             cursor,
-            has_next,
-            next_upper,
-            next: scan_next,
+            facts,
         } = page;
-        let (has_next, next_upper) = (*has_next, *next_upper);
+        let (has_next, next_upper) = (facts.has_next, facts.next_upper);
         let rejected = |why: String| PageFailure::Rejected(why);
         let ticket = *next_ticket;
         *next_ticket += 1;
         let records = split.records.len();
-        let scanning = scan_next.is_some();
-        if let Some(next) = scan_next.take() {
+        let scanning = facts.next.is_some();
+        if let Some(next) = facts.next.take() {
             awaiting.push_back(AwaitedPage {
                 ticket,
                 cursor: next,
