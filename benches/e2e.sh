@@ -8,8 +8,8 @@
 #
 # Usage: benches/e2e.sh   (environment: E2E_MINUTES, E2E_PER_MINUTE,
 #        E2E_SVG, E2E_SKIP_PEER=1; E2E_PERF=1 runs the agent under
-#        `perf record` and prints where its time went; its figures are then
-#        lower than without perf)
+#        `perf record` (at E2E_PERF_HZ samples/s, default 999) and prints
+#        where its time went; its figures are then lower than without perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +25,7 @@ agent="$PWD/target/release/siem-agent"
 if [ "${E2E_PERF:-0}" = 1 ]; then
   cat >target/e2e-perf-agent <<PERF
 #!/usr/bin/env bash
-exec perf record -F 999 -g -o "$PWD/target/e2e-perf.data" -- "$agent" "\$@"
+exec perf record -F ${E2E_PERF_HZ:-999} -g -o "$PWD/target/e2e-perf.data" -- "$agent" "\$@"
 PERF
   chmod +x target/e2e-perf-agent
   agent="$PWD/target/e2e-perf-agent"

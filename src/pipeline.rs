@@ -1,12 +1,13 @@
 //! The agent's threads and channels: the one module that spawns threads and
 //! makes channels, so the data flow is all here.
 //!
-//! Each tenant runs three threads:
+//! Each tenant runs four threads:
 //!
 //! ```text
 //!  fetch ──pages (1)──▶ parse+encode ──batches (8)──▶ writer ──▶ receiver
-//!    ▲  ◀──verdict───────┘  ▲  │                        │
-//!    └───spare page buffers─┘  └◀──confirmed batches────┘
+//!    ▲  ◀──verdict───────┘  ▲  │  │                     │
+//!    └───spare page buffers─┘  │  └◀──confirmed batches─┘
+//!                              └──confirmed pages (64)──▶ checkpoint
 //! ```
 //!
 //! * fetch: schedules the data types, waits for the request budget, reads
@@ -21,8 +22,10 @@
 //!   fetched again.
 //! * parse+encode: parses each record once (simd-json), moves the cursor,
 //!   encodes the new records straight into recycled batches of about
-//!   [`BATCH_BYTES`], and saves a page's checkpoint when the writer hands
-//!   back the page's last batch, confirmed.
+//!   [`BATCH_BYTES`], and when the writer hands back a page's last batch,
+//!   confirmed, passes the page's cursor to the checkpoint thread.
+//! * checkpoint: saves each confirmed page's cursor (two `fsync`s, off the
+//!   encoding thread) and only then counts its records as sent.
 //! * writer: see [`crate::sink`].
 //!
 //! Every channel is bounded, so a receiver that is down fills the batch
@@ -87,6 +90,10 @@ pub const SCAN_CHUNK_RECORDS: usize = 320;
 /// yet sent to the writer: bounds the batches a page holds back while one
 /// thread is descheduled in the middle of a piece (about 1 MB).
 pub const SCAN_PIECES_AHEAD: usize = 4;
+/// Confirmed pages waiting for the checkpoint thread. When it falls behind
+/// (a slow disk), it saves only the newest cursor of each data type it
+/// finds queued, so it catches up in one save.
+pub const CHECKPOINT_CHANNEL_PAGES: usize = 64;
 /// Smallest capacity a shrunk buffer keeps.
 pub const MIN_BUFFER_BYTES: usize = 16 << 10;
 /// How often the service looks at its tenants, signals and config file.
@@ -495,9 +502,9 @@ fn start_tenant(
     }
     let encoder = Encoder::clone(&plan.encoder);
     let encode_ended = Arc::new(AtomicBool::new(false));
+    let checkpoints = CheckpointSaver::spawn(store.clone(), Arc::clone(&status))?;
     let encode = {
         let pages_queued = Arc::clone(&pages_queued);
-        let store = store.clone();
         let status = Arc::clone(&status);
         let stop = stop.clone();
         let ended = Arc::clone(&encode_ended);
@@ -506,7 +513,7 @@ fn start_tenant(
             .name(format!("encode-{tenant}"))
             .spawn(move || {
                 let mut work = EncodeLoop {
-                    store,
+                    checkpoints,
                     status,
                     sink,
                     parser: Parser::new(),
@@ -772,7 +779,8 @@ struct AwaitedPage {
 
 /// The parse+encode thread's state.
 struct EncodeLoop {
-    store: CheckpointStore,
+    /// Saves the checkpoints of confirmed pages off this thread.
+    checkpoints: CheckpointSaver,
     status: Arc<TenantStatus>,
     sink: SinkHandle,
     encoder: Encoder,
@@ -808,8 +816,21 @@ enum PageFailure {
 
 impl EncodeLoop {
     /// Encodes pages until the fetcher closes `pages`, then waits for the
-    /// writer to confirm everything and saves the last checkpoints.
+    /// writer to confirm everything and for the last checkpoints to be
+    /// saved. Whatever ends the run, the pages confirmed so far are saved.
     fn run(
+        &mut self,
+        pages: Receiver<Page>,
+        verdicts: Sender<Verdict>,
+        spare: Sender<PageBuffers>,
+    ) -> Result<(), RunError> {
+        let encoded = self.encode_pages(pages, verdicts, spare);
+        let saved = self.checkpoints.finish();
+        encoded.and(saved)
+    }
+
+    /// [`Self::run`] without the wait for the checkpoint thread.
+    fn encode_pages(
         &mut self,
         pages: Receiver<Page>,
         verdicts: Sender<Verdict>,
@@ -985,14 +1006,7 @@ impl EncodeLoop {
         }
         while self.awaiting.front().is_some_and(|p| p.ticket <= ticket) {
             if let Some(page) = self.awaiting.pop_front() {
-                self.store.save(&self.status.tenant, &page.cursor)?;
-                let counters = self.status.counters(page.cursor.kind);
-                counters
-                    .sent
-                    .fetch_add(page.records as u64, Ordering::Relaxed);
-                counters
-                    .checkpoint_ms
-                    .store(page.cursor.delivered_until(), Ordering::Relaxed);
+                self.checkpoints.save(page.cursor, page.records)?;
             }
         }
         Ok(())
@@ -1020,6 +1034,102 @@ impl EncodeLoop {
         }
         Ok(())
     }
+}
+
+/// A confirmed page for the checkpoint thread.
+struct Confirmed {
+    cursor: Cursor,
+    records: usize,
+}
+
+/// The encoding thread's end of the checkpoint thread: saving a
+/// checkpoint takes two `fsync`s (about half a millisecond on this
+/// project's test machine, far more on a busy or network disk), and the
+/// encoding thread should not stop for them.
+struct CheckpointSaver {
+    confirmed: Option<Sender<Confirmed>>,
+    thread: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl CheckpointSaver {
+    /// Starts the checkpoint thread of `status`'s tenant.
+    fn spawn(store: CheckpointStore, status: Arc<TenantStatus>) -> Result<Self, RunError> {
+        let (confirmed_in, confirmed_out) =
+            crossbeam_channel::bounded::<Confirmed>(CHECKPOINT_CHANNEL_PAGES);
+        let thread = std::thread::Builder::new()
+            .name(format!("checkpoint-{}", status.tenant))
+            .spawn(move || save_checkpoints(&store, &status, &confirmed_out))
+            .map_err(RunError::Spawn)?;
+        Ok(Self {
+            confirmed: Some(confirmed_in),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a confirmed page's cursor (waits when the thread is
+    /// [`CHECKPOINT_CHANNEL_PAGES`] behind). Fails with the thread's error
+    /// if it stopped because a save failed.
+    fn save(&mut self, cursor: Cursor, records: usize) -> Result<(), RunError> {
+        let sent = match &self.confirmed {
+            Some(confirmed) => confirmed.send(Confirmed { cursor, records }).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            self.finish()
+        }
+    }
+
+    /// Waits until every queued checkpoint is saved and the thread has
+    /// ended; its error, if a save failed.
+    fn finish(&mut self) -> Result<(), RunError> {
+        // Closing the channel ends the thread once it has saved the rest.
+        self.confirmed = None;
+        match self.thread.take().map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(error))) => Err(error),
+            Some(Err(_)) => Err(RunError::Panicked("checkpoint")),
+        }
+    }
+}
+
+/// The checkpoint thread: saves each confirmed page's cursor and then
+/// counts its records as sent. Pages that queued up while a save ran are
+/// saved together: only the newest cursor of each data type is written,
+/// since it covers the pages before it.
+fn save_checkpoints(
+    store: &CheckpointStore,
+    status: &TenantStatus,
+    confirmed: &Receiver<Confirmed>,
+) -> Result<(), RunError> {
+    let mut newest: Vec<Confirmed> = Vec::with_capacity(2);
+    while let Ok(first) = confirmed.recv() {
+        newest.push(first);
+        for next in confirmed.try_iter() {
+            match newest
+                .iter_mut()
+                .find(|c| c.cursor.kind == next.cursor.kind)
+            {
+                Some(older) => {
+                    older.records += next.records;
+                    older.cursor = next.cursor;
+                }
+                None => newest.push(next),
+            }
+        }
+        for page in newest.drain(..) {
+            store.save(&status.tenant, &page.cursor)?;
+            let counters = status.counters(page.cursor.kind);
+            counters
+                .sent
+                .fetch_add(page.records as u64, Ordering::Relaxed);
+            counters
+                .checkpoint_ms
+                .store(page.cursor.delivered_until(), Ordering::Relaxed);
+        }
+    }
+    Ok(())
 }
 
 /// The error of a writer thread that stopped early.
@@ -1654,4 +1764,85 @@ fn spawn_metrics(
             }
         })
         .map_err(RunError::Spawn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("siem-agent-pipeline-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&dir);
+        dir
+    }
+
+    fn cursor(kind: StreamKind, position: i64) -> Cursor {
+        Cursor {
+            kind,
+            position,
+            boundary_ids: vec![format!("id-at-{position}")],
+            skip: 0,
+            scan: None,
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_thread_saves_the_newest_cursor_of_each_kind_and_counts_every_page(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = state_dir("saver");
+        let store = CheckpointStore::open(&dir)?;
+        let kinds = [StreamKind::Activities, StreamKind::Alerts];
+        let status = Arc::new(TenantStatus::new("t1", &kinds));
+        let mut saver = CheckpointSaver::spawn(store.clone(), Arc::clone(&status))?;
+        for (position, records) in [(10, 100), (20, 7), (30, 1)] {
+            saver.save(cursor(StreamKind::Activities, position), records)?;
+        }
+        saver.save(cursor(StreamKind::Alerts, 5), 3)?;
+        saver.finish()?;
+
+        let activities = store.load("t1", StreamKind::Activities)?;
+        assert_eq!(activities, Some(cursor(StreamKind::Activities, 30)));
+        let alerts = store.load("t1", StreamKind::Alerts)?;
+        assert_eq!(alerts, Some(cursor(StreamKind::Alerts, 5)));
+        let counters = status.counters(StreamKind::Activities);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 108);
+        assert_eq!(counters.checkpoint_ms.load(Ordering::Relaxed), 30);
+        let counters = status.counters(StreamKind::Alerts);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_checkpoint_that_cannot_be_saved_ends_the_run_with_its_error_and_counts_nothing(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = state_dir("unwritable");
+        let store = CheckpointStore::open(&dir)?;
+        // The directory becomes a file: every save fails, even as root.
+        std::fs::remove_dir(&dir)?;
+        std::fs::write(&dir, b"not a directory")?;
+        let status = Arc::new(TenantStatus::new("t1", &[StreamKind::Activities]));
+        let mut saver = CheckpointSaver::spawn(store, Arc::clone(&status))?;
+
+        // The first page is queued; the failure shows at the latest when
+        // the run ends, and a queued page after it fails at once.
+        let queued = saver.save(cursor(StreamKind::Activities, 10), 5);
+        let ended = saver.finish();
+        let failure = match (queued, ended) {
+            (Ok(()), Err(error)) | (Err(error), Ok(())) => error,
+            other => panic!("expected one checkpoint error, got {other:?}"),
+        };
+        assert!(
+            matches!(failure, RunError::Checkpoint(_)),
+            "unexpected error: {failure}"
+        );
+        assert_eq!(failure.exit_code(), EXIT_CHECKPOINT);
+        let counters = status.counters(StreamKind::Activities);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.checkpoint_ms.load(Ordering::Relaxed), i64::MIN);
+        let _ = std::fs::remove_file(&dir);
+        Ok(())
+    }
 }
