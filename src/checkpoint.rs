@@ -202,10 +202,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("siem-agent-ckpt-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
+        crate::test_support::scratch_path(&format!("ckpt-{name}"))
     }
 
     #[test]

@@ -21,3 +21,5 @@ pub mod sink;
 pub mod source;
 pub mod status;
 pub mod syslog;
+#[cfg(test)]
+mod test_support;

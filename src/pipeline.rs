@@ -1771,11 +1771,7 @@ mod tests {
     use super::*;
 
     fn state_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("siem-agent-pipeline-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_file(&dir);
-        dir
+        crate::test_support::scratch_path(&format!("pipeline-{name}"))
     }
 
     fn cursor(kind: StreamKind, position: i64) -> Cursor {

@@ -150,9 +150,7 @@ mod tests {
     use crate::simulator::tls::TestPki;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("siem-agent-tls-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::scratch_path(&format!("tls-{name}"));
         std::fs::create_dir_all(&dir).expect("scratch");
         dir
     }
