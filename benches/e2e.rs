@@ -9,7 +9,8 @@
 //! from Debian), builds the agent and passes their paths in. Environment:
 //! `E2E_MINUTES` of history (default 120) at `E2E_PER_MINUTE` activities a
 //! minute (default 10,000), `E2E_SVG` where the chart goes (default
-//! `benches/e2e.svg`), `E2E_SKIP_PEER=1` to leave syslog-ng out.
+//! `benches/e2e.svg`), `E2E_SKIP_PEER=1` to leave syslog-ng out,
+//! `E2E_AGENT_TIMEOUT_S` (default 600) before a stuck agent fails the run.
 //!
 //! Every case checks what arrived: the agent must deliver every record of
 //! the history, the ceiling writes exactly the agent's byte count, and the
@@ -38,6 +39,10 @@ use siem_agent::sink::BATCH_BYTES;
 const CEILING_RUNS: usize = 3;
 /// How long the peer may take to deliver everything before the run fails.
 const PEER_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long the agent may take before the run fails (it retries a failing
+/// API with backoff for as long as it is let, so a bug in the simulator
+/// would otherwise hang the bench); `E2E_AGENT_TIMEOUT_S` overrides it.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The cores this process may use (at least one).
 fn cores() -> usize {
@@ -170,7 +175,7 @@ fn ours(agent: &Path, simulator: &Simulator, expected: u64, work: &Path) -> Meas
     let harness_before = support::cpu_time("/proc/self/stat");
     let started = Instant::now();
     let usage_file = work.join("agent.usage");
-    let status = timed(agent, &usage_file)
+    let mut child = timed(agent, &usage_file)
         .args(["run", "--once", "--data-types", "activities"])
         .args(["--api-url", &simulator.url(), "--token", DEFAULT_TOKEN])
         .arg("--state-dir")
@@ -180,9 +185,28 @@ fn ours(agent: &Path, simulator: &Simulator, expected: u64, work: &Path) -> Meas
         .args(["--syslog-host", "127.0.0.1", "--syslog-protocol", "tcp"])
         .args(["--syslog-port", &hole.port.to_string()])
         .args(["--log-level", "warn"])
-        .status()
+        .spawn()
         .expect("agent starts");
+    // A watchdog instead of polling, so the wait costs the harness nothing.
+    let (finished, watched) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let timeout = Duration::from_secs(env_or("E2E_AGENT_TIMEOUT_S", AGENT_TIMEOUT.as_secs()));
+    let watchdog = std::thread::spawn(move || {
+        let timed_out = watched.recv_timeout(timeout).is_err();
+        if timed_out {
+            // The child is GNU time: stop the agent under it, then it.
+            let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        timed_out
+    });
+    let status = child.wait().expect("agent's status");
     let elapsed = started.elapsed();
+    let _ = finished.send(());
+    assert!(
+        !watchdog.join().expect("watchdog"),
+        "the agent had not finished after {timeout:?} (its warnings are above)"
+    );
     let (lines, bytes) = hole.finish();
     let harness = support::cpu_time("/proc/self/stat").saturating_sub(harness_before);
     assert!(status.success(), "the agent failed: {status}");

@@ -7,9 +7,10 @@
 # ratios, and draws benches/e2e.svg. See benches/e2e.rs.
 #
 # Usage: benches/e2e.sh   (environment: E2E_MINUTES, E2E_PER_MINUTE,
-#        E2E_SVG, E2E_SKIP_PEER=1; E2E_PERF=1 runs the agent under
-#        `perf record` (at E2E_PERF_HZ samples/s, default 999) and prints
-#        where its time went; its figures are then lower than without perf)
+#        E2E_SVG, E2E_SKIP_PEER=1, E2E_AGENT_TIMEOUT_S; E2E_PERF=1 runs the
+#        agent under `perf record` (at E2E_PERF_HZ samples/s, default 999)
+#        and prints where its time went; its figures are then lower than
+#        without perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
