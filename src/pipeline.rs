@@ -1025,8 +1025,10 @@ impl EncodeLoop {
         Ok(())
     }
 
-    /// Takes every batch the writer has returned so far, without waiting.
+    /// Takes every batch the writer has returned so far, without waiting,
+    /// and fails if the checkpoint thread has.
     fn collect(&mut self) -> Result<(), RunError> {
+        self.checkpoints.check()?;
         self.settle_taken_back()?;
         while let Ok(batch) = self.sink.returned().try_recv() {
             self.settle(batch.ticket)?;
@@ -1078,6 +1080,15 @@ impl CheckpointSaver {
             Ok(())
         } else {
             self.finish()
+        }
+    }
+
+    /// The thread's error, if a save failed since the last look: a run
+    /// ends on it without waiting for the next page to be confirmed.
+    fn check(&mut self) -> Result<(), RunError> {
+        match &self.thread {
+            Some(thread) if thread.is_finished() => self.finish(),
+            _ => Ok(()),
         }
     }
 
@@ -1822,13 +1833,20 @@ mod tests {
         let status = Arc::new(TenantStatus::new("t1", &[StreamKind::Activities]));
         let mut saver = CheckpointSaver::spawn(store, Arc::clone(&status))?;
 
-        // The first page is queued; the failure shows at the latest when
-        // the run ends, and a queued page after it fails at once.
-        let queued = saver.save(cursor(StreamKind::Activities, 10), 5);
-        let ended = saver.finish();
-        let failure = match (queued, ended) {
-            (Ok(()), Err(error)) | (Err(error), Ok(())) => error,
-            other => panic!("expected one checkpoint error, got {other:?}"),
+        // The page is queued; its save fails on the checkpoint thread, and
+        // the encoding thread's next look (once a page) reports it.
+        saver.save(cursor(StreamKind::Activities, 10), 5)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !saver.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            assert!(
+                Instant::now() < deadline,
+                "the checkpoint thread never failed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let failure = match saver.check() {
+            Err(error) => error,
+            Ok(()) => panic!("the failed save was not reported"),
         };
         assert!(
             matches!(failure, RunError::Checkpoint(_)),
