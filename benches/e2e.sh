@@ -10,7 +10,9 @@
 #        E2E_SVG, E2E_SKIP_PEER=1, E2E_AGENT_TIMEOUT_S; E2E_PERF=1 runs the
 #        agent under `perf record` (at E2E_PERF_HZ samples/s, default 999)
 #        and prints where its time went; its figures are then lower than
-#        without perf)
+#        without perf; E2E_CALLGRIND=1 runs it under valgrind's callgrind
+#        instead and prints its instruction counts, which do not depend on
+#        the machine's load: use a short history, E2E_MINUTES=20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,13 @@ exec perf record -F ${E2E_PERF_HZ:-999} -g -o "$PWD/target/e2e-perf.data" -- "$a
 PERF
   chmod +x target/e2e-perf-agent
   agent="$PWD/target/e2e-perf-agent"
+elif [ "${E2E_CALLGRIND:-0}" = 1 ]; then
+  cat >target/e2e-callgrind-agent <<CALLGRIND
+#!/usr/bin/env bash
+exec valgrind --tool=callgrind --callgrind-out-file="$PWD/target/e2e-callgrind.out" "$agent" "\$@"
+CALLGRIND
+  chmod +x target/e2e-callgrind-agent
+  agent="$PWD/target/e2e-callgrind-agent"
 fi
 SIEM_AGENT_BIN="$agent" \
 SYSLOG_NG="$PWD/target/syslog-ng/run-syslog-ng" \
@@ -40,4 +49,9 @@ if [ "${E2E_PERF:-0}" = 1 ]; then
   perf report -i target/e2e-perf.data --no-children --sort comm -g none 2>/dev/null | grep '%' | head -n 6
   echo "--- top functions"
   perf report -i target/e2e-perf.data --no-children --sort comm,symbol -g none 2>/dev/null | grep '%' | head -n 30
+fi
+if [ "${E2E_CALLGRIND:-0}" = 1 ]; then
+  echo "--- agent instructions (user space), inclusive"
+  callgrind_annotate --inclusive=yes target/e2e-callgrind.out 2>/dev/null | grep -E '^ *[0-9,]+ +\(' |
+    grep -E 'PROGRAM TOTALS|fill_tape_padded \[|build_tape \[|find_structural_bits_avx2 \[|Encoder::encode \[|split_records \[|recvbody.*read \[|__memset' | head -n 12
 fi
