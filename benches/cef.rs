@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use siem_agent::cef::escape::{escape_extension, escape_header};
-use siem_agent::cef::{DataType, Encoder};
+use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::parse::Parser;
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
@@ -24,7 +24,7 @@ fn encoder() -> Encoder {
         "0.111.85",
         "https://contoso.portal.cloudappsecurity.com",
         header,
-        DataType::Auto,
+        Mapping::Auto,
     )
 }
 

@@ -456,7 +456,7 @@ fn main() {
     let work = std::env::temp_dir().join(format!("siem-agent-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("scratch dir");
 
-    let now = siem_agent::syslog::now_ms();
+    let now = siem_agent::clock::now_ms();
     let mut config = SimulatorConfig::new(now, Duration::from_secs(minutes * 60));
     config.requests_per_minute = None;
     config.activities.per_minute = per_minute;

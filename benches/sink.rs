@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 mod support;
 
+use siem_agent::data_type::DataType;
 use siem_agent::parse::Parser;
 use siem_agent::pipeline::spawn_sink;
-use siem_agent::simulator::data::{StreamConfig, StreamKind};
+use siem_agent::simulator::data::StreamConfig;
 use siem_agent::simulator::tls::TestPki;
 use siem_agent::sink::tls::{TlsClient, TlsOptions};
 use siem_agent::sink::{Batch, Destination, Protocol, SinkPlan, BATCH_BYTES};
@@ -32,7 +33,7 @@ const RUNS: usize = 3;
 /// cut into batches the way the pipeline cuts them.
 fn sample_batches() -> Vec<Batch> {
     let stream = StreamConfig {
-        kind: StreamKind::Activities,
+        kind: DataType::Activities,
         seed: 7,
         start_ms: 1_763_800_000_000,
         per_minute: 10_000,

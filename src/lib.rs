@@ -8,17 +8,21 @@
 //! for the `run` command and [`replay`] drives it over files.
 
 pub mod cef;
-pub mod checkpoint;
+pub mod clock;
 pub mod config;
+pub mod data_type;
+pub mod exit;
 pub mod logging;
 pub mod memory;
 pub mod parse;
 pub mod pipeline;
 pub mod replay;
+pub mod retry;
 pub mod shutdown;
 pub mod simulator;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod status;
 pub mod syslog;
 #[cfg(test)]

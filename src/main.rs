@@ -135,7 +135,7 @@ fn show_status(args: &StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let now = siem_agent::syslog::now_ms();
+    let now = siem_agent::clock::now_ms();
     let reports: Vec<_> = reports.into_iter().map(|r| r.at(now)).collect();
     if args.json {
         match simd_json::to_string_pretty(&reports) {
@@ -178,7 +178,7 @@ fn simulate(config: SimulatorConfig, write_ca: Option<&std::path::Path>) -> anyh
 fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let state = std::env::temp_dir().join(format!("siem-agent-demo-{}", std::process::id()));
     let (config, mut plan) = args.build(state.clone())?;
-    let expected = config.expected_records(siem_agent::syslog::now_ms());
+    let expected = config.expected_records(siem_agent::clock::now_ms());
     let simulator = Simulator::start(config).context("cannot start the simulator")?;
     for tenant in &mut plan.tenants {
         tenant.client.api_url = simulator.url();

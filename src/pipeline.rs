@@ -55,17 +55,17 @@ use simd_json::OwnedValue;
 use tracing::{error, info, warn};
 
 use crate::cef::Encoder;
-use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::data_type::DataType;
 use crate::parse::page::SplitPage;
 use crate::parse::Parser;
 use crate::shutdown::StopSignal;
-use crate::simulator::data::StreamKind;
 use crate::sink::{
     Batch, Destination, Feed, SinkError, SinkHealth, SyslogWriter, WriterStopped, BATCH_BYTES,
 };
 use crate::source::budget::RequestBudget;
-use crate::source::client::{ApiClient, ClientConfig, FetchError};
-use crate::source::cursor::Cursor;
+use crate::source::cas::client::{ApiClient, ClientConfig, FetchError};
+use crate::source::cas::cursor::Cursor;
+use crate::state::checkpoint::{CheckpointError, CheckpointStore};
 use crate::status::{self, Direction, State, TenantStatus};
 
 /// Batches waiting in the channel to the writer.
@@ -267,9 +267,9 @@ pub struct RunPlan {
     /// Requests per minute for the tenant (0: unlimited).
     pub requests_per_minute: u32,
     /// Data types to pull, in turn order.
-    pub kinds: Vec<StreamKind>,
+    pub kinds: Vec<DataType>,
     /// Extra API filters per data type.
-    pub filters: HashMap<StreamKind, OwnedValue>,
+    pub filters: HashMap<DataType, OwnedValue>,
     /// How far back a first start (or a return from a long stop) reaches.
     pub backfill: Duration,
     /// Wait between polls once a data type has caught up.
@@ -415,7 +415,7 @@ enum Verdict {
 
 /// One data type's place in the fetch schedule.
 struct Stream {
-    kind: StreamKind,
+    kind: DataType,
     cursor: Cursor,
     due: Instant,
     caught_up: bool,
@@ -446,7 +446,7 @@ fn start_tenant(
     once: bool,
     supervisor: &StopSignal,
 ) -> Result<TenantRun, RunError> {
-    let now = crate::syslog::now_ms();
+    let now = crate::clock::now_ms();
     let backfill_ms = i64::try_from(plan.backfill.as_millis()).unwrap_or(i64::MAX / 4);
     let tenant = plan.tenant.clone();
     let status = Arc::new(TenantStatus::new(&tenant, &plan.kinds));
@@ -460,8 +460,8 @@ fn start_tenant(
                         "{tenant}: {}: the checkpoint is older than the backfill window; \
                          records from {} to {} are skipped (raise --backfill to fetch them)",
                         kind.name(),
-                        crate::syslog::iso_string(gap.from),
-                        crate::syslog::iso_string(gap.to)
+                        crate::clock::iso_string(gap.from),
+                        crate::clock::iso_string(gap.to)
                     );
                 }
                 cursor
@@ -585,7 +585,7 @@ struct FetchLoop {
     tenant: String,
     client: ApiClient,
     streams: Vec<Stream>,
-    filters: HashMap<StreamKind, OwnedValue>,
+    filters: HashMap<DataType, OwnedValue>,
     poll_interval: Duration,
     max_critical_errors: u32,
     once: bool,
@@ -622,7 +622,7 @@ impl FetchLoop {
                 self.stop.sleep_until(stream.due);
                 continue;
             }
-            stream.cursor.begin_window(crate::syslog::now_ms());
+            stream.cursor.begin_window(crate::clock::now_ms());
             let body = stream.cursor.request_body(self.filters.get(&stream.kind));
             let kind = stream.kind;
             let cursor = &stream.cursor;
@@ -678,7 +678,7 @@ impl FetchLoop {
                     fetched_any = true;
                     consecutive_failures = 0;
                     self.status
-                        .update(Direction::Api, |l| l.succeeded(crate::syslog::now_ms()));
+                        .update(Direction::Api, |l| l.succeeded(crate::clock::now_ms()));
                     self.status
                         .counters(kind)
                         .fetched
@@ -701,7 +701,7 @@ impl FetchLoop {
                 Err(error) => {
                     let text = error.to_string();
                     self.status.update(Direction::Api, |l| {
-                        l.failed(crate::syslog::now_ms(), &text);
+                        l.failed(crate::clock::now_ms(), &text);
                     });
                     if !fetched_any && matches!(error, FetchError::InvalidToken { .. }) {
                         return Err(RunError::InvalidToken {
@@ -1497,7 +1497,7 @@ impl Supervisor {
     /// Logs state transitions, refreshes status files (all of them with
     /// `force`), calls `on_tick`.
     fn report(&mut self, control: &mut Control, force: bool) {
-        let now = crate::syslog::now_ms();
+        let now = crate::clock::now_ms();
         for run in self
             .running
             .iter_mut()
@@ -1553,7 +1553,7 @@ impl Supervisor {
 
     /// Writes the status file of a tenant whose threads have ended.
     fn write_final_status(&self, run: &TenantRun) {
-        let report = run.status.report(crate::syslog::now_ms());
+        let report = run.status.report(crate::clock::now_ms());
         if let Err(error) = status::write_report(self.store.dir(), &report) {
             warn!("{}: cannot write the status file: {error}", run.name);
         }
@@ -1734,7 +1734,7 @@ fn spawn_metrics(
         .spawn(move || {
             for request in server.incoming_requests() {
                 let tenants = registry.read().clone();
-                let now = crate::syslog::now_ms();
+                let now = crate::clock::now_ms();
                 let (code, body, content_type) = match request.url() {
                     "/metrics" => (
                         200,
@@ -1785,7 +1785,7 @@ mod tests {
         crate::test_support::scratch_path(&format!("pipeline-{name}"))
     }
 
-    fn cursor(kind: StreamKind, position: i64) -> Cursor {
+    fn cursor(kind: DataType, position: i64) -> Cursor {
         Cursor {
             kind,
             position,
@@ -1800,23 +1800,23 @@ mod tests {
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = state_dir("saver");
         let store = CheckpointStore::open(&dir)?;
-        let kinds = [StreamKind::Activities, StreamKind::Alerts];
+        let kinds = [DataType::Activities, DataType::Alerts];
         let status = Arc::new(TenantStatus::new("t1", &kinds));
         let mut saver = CheckpointSaver::spawn(store.clone(), Arc::clone(&status))?;
         for (position, records) in [(10, 100), (20, 7), (30, 1)] {
-            saver.save(cursor(StreamKind::Activities, position), records)?;
+            saver.save(cursor(DataType::Activities, position), records)?;
         }
-        saver.save(cursor(StreamKind::Alerts, 5), 3)?;
+        saver.save(cursor(DataType::Alerts, 5), 3)?;
         saver.finish()?;
 
-        let activities = store.load("t1", StreamKind::Activities)?;
-        assert_eq!(activities, Some(cursor(StreamKind::Activities, 30)));
-        let alerts = store.load("t1", StreamKind::Alerts)?;
-        assert_eq!(alerts, Some(cursor(StreamKind::Alerts, 5)));
-        let counters = status.counters(StreamKind::Activities);
+        let activities = store.load("t1", DataType::Activities)?;
+        assert_eq!(activities, Some(cursor(DataType::Activities, 30)));
+        let alerts = store.load("t1", DataType::Alerts)?;
+        assert_eq!(alerts, Some(cursor(DataType::Alerts, 5)));
+        let counters = status.counters(DataType::Activities);
         assert_eq!(counters.sent.load(Ordering::Relaxed), 108);
         assert_eq!(counters.checkpoint_ms.load(Ordering::Relaxed), 30);
-        let counters = status.counters(StreamKind::Alerts);
+        let counters = status.counters(DataType::Alerts);
         assert_eq!(counters.sent.load(Ordering::Relaxed), 3);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
@@ -1830,12 +1830,12 @@ mod tests {
         // The directory becomes a file: every save fails, even as root.
         std::fs::remove_dir(&dir)?;
         std::fs::write(&dir, b"not a directory")?;
-        let status = Arc::new(TenantStatus::new("t1", &[StreamKind::Activities]));
+        let status = Arc::new(TenantStatus::new("t1", &[DataType::Activities]));
         let mut saver = CheckpointSaver::spawn(store, Arc::clone(&status))?;
 
         // The page is queued; its save fails on the checkpoint thread, and
         // the encoding thread's next look (once a page) reports it.
-        saver.save(cursor(StreamKind::Activities, 10), 5)?;
+        saver.save(cursor(DataType::Activities, 10), 5)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !saver.thread.as_ref().is_some_and(JoinHandle::is_finished) {
             assert!(
@@ -1853,7 +1853,7 @@ mod tests {
             "unexpected error: {failure}"
         );
         assert_eq!(failure.exit_code(), EXIT_CHECKPOINT);
-        let counters = status.counters(StreamKind::Activities);
+        let counters = status.counters(DataType::Activities);
         assert_eq!(counters.sent.load(Ordering::Relaxed), 0);
         assert_eq!(counters.checkpoint_ms.load(Ordering::Relaxed), i64::MIN);
         let _ = std::fs::remove_file(&dir);

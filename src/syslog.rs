@@ -6,11 +6,11 @@
 //! header. The time in every style is the record's own event time, so a
 //! backlog replayed hours later still lands at the right place in the SIEM.
 //!
-//! Dates are formatted here rather than through a date crate because this
-//! runs once per record on the hot path and must not allocate; the civil
-//! calendar conversion is checked against the `time` crate in the tests.
+//! This module owns the header styles and the framing of messages on a
+//! stream (LF or RFC 6587 octet counting, and cutting to a maximum size);
+//! the time text comes from [`crate::clock`], the sockets are the sink's.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::clock::{now_ms, DayCache, MAX_TIMESTAMP_MS};
 
 /// The syslog facility used when none is configured: local0.
 pub const DEFAULT_FACILITY: u8 = 16;
@@ -20,13 +20,6 @@ pub const MAX_FACILITY: u8 = 23;
 pub const APP_NAME: &str = "siem-agent";
 /// Longest host name RFC 5424 allows in the HOSTNAME field.
 pub const MAX_HOSTNAME_LEN: usize = 255;
-/// The last millisecond of year 9999: later (and negative) record times are
-/// treated as absent, since no header style can show them.
-pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
-
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
 
 /// How each message starts.
 #[derive(
@@ -55,7 +48,7 @@ pub struct SyslogHeader {
     style: HeaderStyle,
     hostname: Option<String>,
     facility: u8,
-    day: DayText,
+    day: DayCache,
 }
 
 /// Why a header configuration was rejected.
@@ -102,7 +95,7 @@ impl SyslogHeader {
             style,
             hostname,
             facility,
-            day: DayText::new(0),
+            day: DayCache::default(),
         })
     }
 
@@ -121,15 +114,10 @@ impl SyslogHeader {
         let timestamp_ms = timestamp_ms
             .filter(|ms| (0..=MAX_TIMESTAMP_MS).contains(ms))
             .unwrap_or_else(now_ms);
-        let day = timestamp_ms.div_euclid(MS_PER_DAY);
-        if self.day.day != day {
-            self.day = DayText::new(day);
-        }
-        let ms_of_day = timestamp_ms.rem_euclid(MS_PER_DAY) as u32;
         let host = self.hostname.as_deref().map(str::as_bytes);
         match self.style {
             HeaderStyle::Iso => {
-                write_iso(out, &self.day, ms_of_day);
+                self.day.write_iso(out, timestamp_ms);
                 out.push(b' ');
                 if let Some(host) = host {
                     out.extend_from_slice(host);
@@ -138,7 +126,7 @@ impl SyslogHeader {
             }
             HeaderStyle::Rfc3164 => {
                 self.write_pri(out, cef_severity);
-                write_bsd(out, &self.day, ms_of_day);
+                self.day.write_bsd(out, timestamp_ms);
                 out.push(b' ');
                 out.extend_from_slice(host.unwrap_or(b"-"));
                 out.push(b' ');
@@ -146,7 +134,7 @@ impl SyslogHeader {
             HeaderStyle::Rfc5424 => {
                 self.write_pri(out, cef_severity);
                 out.extend_from_slice(b"1 ");
-                write_iso(out, &self.day, ms_of_day);
+                self.day.write_iso(out, timestamp_ms);
                 out.push(b' ');
                 out.extend_from_slice(host.unwrap_or(b"-"));
                 out.push(b' ');
@@ -232,133 +220,10 @@ pub fn write_octet_counted(out: &mut Vec<u8>, message: &[u8]) {
     out.extend_from_slice(message);
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Milliseconds in a day.
-const MS_PER_DAY: i64 = 86_400_000;
-
-/// `"00" "01" ... "99"`: two digits per lookup instead of two divisions.
-const DIGIT_PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
-/// Two ASCII digits of `n % 100`.
-fn digits_2(n: u32) -> [u8; 2] {
-    let at = (n % 100) as usize * 2;
-    [DIGIT_PAIRS[at], DIGIT_PAIRS[at + 1]]
-}
-
-/// One UTC day, formatted for each header style.
-#[derive(Clone, Debug)]
-struct DayText {
-    /// Days since 1970-01-01.
-    day: i64,
-    /// `2017-11-28`
-    iso: [u8; 10],
-    /// `Nov 28` (day padded with a space).
-    bsd: [u8; 6],
-}
-
-impl DayText {
-    fn new(day: i64) -> Self {
-        let (year, month, day_of_month) = civil_from_days(day);
-        let year = year.clamp(0, 9999) as u32;
-        let mut iso = *b"0000-00-00";
-        iso[0..2].copy_from_slice(&digits_2(year / 100));
-        iso[2..4].copy_from_slice(&digits_2(year));
-        iso[5..7].copy_from_slice(&digits_2(month));
-        iso[8..10].copy_from_slice(&digits_2(day_of_month));
-        let mut bsd = *b"Mmm dd";
-        bsd[0..3].copy_from_slice(MONTHS[(month - 1) as usize]);
-        bsd[4..6].copy_from_slice(&digits_2(day_of_month));
-        if day_of_month < 10 {
-            bsd[4] = b' ';
-        }
-        Self { day, iso, bsd }
-    }
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31) in the proleptic
-/// Gregorian calendar (the well-known era-based algorithm by H. Hinnant).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `HH:MM:SS` of a millisecond of the day.
-fn clock(ms_of_day: u32) -> [u8; 8] {
-    let mut text = *b"00:00:00";
-    text[0..2].copy_from_slice(&digits_2(ms_of_day / 3_600_000));
-    text[3..5].copy_from_slice(&digits_2(ms_of_day / 60_000 % 60));
-    text[6..8].copy_from_slice(&digits_2(ms_of_day / 1000 % 60));
-    text
-}
-
-/// `2017-11-28T19:24:55.000Z`, built on the stack and appended at once.
-fn write_iso(out: &mut Vec<u8>, day: &DayText, ms_of_day: u32) {
-    let mut text = *b"0000-00-00T00:00:00.000Z";
-    text[0..10].copy_from_slice(&day.iso);
-    text[11..19].copy_from_slice(&clock(ms_of_day));
-    let millis = ms_of_day % 1000;
-    text[20] = b'0' + (millis / 100) as u8;
-    text[21..23].copy_from_slice(&digits_2(millis));
-    out.extend_from_slice(&text);
-}
-
-/// `Nov 28 19:24:55` (RFC 3164: no year, UTC).
-fn write_bsd(out: &mut Vec<u8>, day: &DayText, ms_of_day: u32) {
-    let mut text = *b"Mmm dd 00:00:00";
-    text[0..6].copy_from_slice(&day.bsd);
-    text[7..15].copy_from_slice(&clock(ms_of_day));
-    out.extend_from_slice(&text);
-}
-
-/// `ms` as `2017-11-28T19:24:55.000Z` (clamped to 0 to
-/// [`MAX_TIMESTAMP_MS`]), for log lines and reports; the encoder uses
-/// [`write_iso_time`].
-pub fn iso_string(ms: i64) -> String {
-    let mut text = Vec::new();
-    write_iso_time(&mut text, ms.clamp(0, MAX_TIMESTAMP_MS));
-    String::from_utf8_lossy(&text).into_owned()
-}
-
-/// Appends `ms` (0 to [`MAX_TIMESTAMP_MS`]) as `2017-11-28T19:24:55.000Z`.
-pub fn write_iso_time(out: &mut Vec<u8>, ms: i64) {
-    let day = DayText::new(ms.div_euclid(MS_PER_DAY));
-    write_iso(out, &day, ms.rem_euclid(MS_PER_DAY) as u32);
-}
-
-/// Appends `ms` (0 to [`MAX_TIMESTAMP_MS`]) as `Nov 28 19:24:55`.
-pub fn write_bsd_time(out: &mut Vec<u8>, ms: i64) {
-    let day = DayText::new(ms.div_euclid(MS_PER_DAY));
-    write_bsd(out, &day, ms.rem_euclid(MS_PER_DAY) as u32);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::clock::write_iso_time;
 
     fn text(mut f: impl FnMut(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();
@@ -469,29 +334,5 @@ mod tests {
         let year: i64 = written[..4].parse().expect("year");
         let expected_year = 1970 + before / (365_i64 * 86_400_000);
         assert!((year - expected_year).abs() <= 1, "{written}");
-    }
-
-    proptest! {
-        #[test]
-        fn calendar_matches_time_crate(ms in 0..=MAX_TIMESTAMP_MS) {
-            let reference = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                .expect("in range");
-            let expected = format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                reference.year(), u8::from(reference.month()), reference.day(),
-                reference.hour(), reference.minute(), reference.second(), reference.millisecond()
-            );
-            prop_assert_eq!(text(|o| write_iso_time(o, ms)), expected);
-        }
-
-        #[test]
-        fn bsd_time_matches_time_crate(ms in 0..=MAX_TIMESTAMP_MS) {
-            let reference = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                .expect("in range");
-            let format = time::macros::format_description!(
-                "[month repr:short] [day padding:space] [hour]:[minute]:[second]"
-            );
-            prop_assert_eq!(text(|o| write_bsd_time(o, ms)), reference.format(&format).expect("formats"));
-        }
     }
 }

@@ -9,7 +9,7 @@ use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use siem_agent::cef::{DataType, Encoder};
+use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 /// The encoder `siem-agent run` uses with default settings (ISO header
@@ -20,7 +20,7 @@ pub fn default_encoder() -> Encoder {
         env!("CARGO_PKG_VERSION"),
         "https://portal.cloudappsecurity.com",
         header,
-        DataType::Auto,
+        Mapping::Auto,
     )
 }
 

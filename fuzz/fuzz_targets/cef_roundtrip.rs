@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use siem_agent::cef::{DataType, Encoder};
+use siem_agent::cef::{Mapping, Encoder};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 // The same cases and expectations as the property tests.
@@ -25,7 +25,7 @@ fuzz_target!(|input: Input| {
         version
     };
     let header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid header");
-    let mut encoder = Encoder::new(&version, &portal, header, DataType::Auto);
+    let mut encoder = Encoder::new(&version, &portal, header, Mapping::Auto);
     let timestamp = numbers[0].rem_euclid(4_000_000_000_000);
     let message;
     let verdict = if is_alert {

@@ -3,13 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use siem_agent::cef::{strict, DataType, Encoder};
+use siem_agent::cef::{strict, Mapping, Encoder};
 use siem_agent::parse::{InputReader, Item};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 fuzz_target!(|data: &[u8]| {
     let header = SyslogHeader::new(HeaderStyle::Rfc5424, Some("fuzz".into()), 16).expect("valid");
-    let mut encoder = Encoder::new("1.0", "https://portal.example", header, DataType::Auto);
+    let mut encoder = Encoder::new("1.0", "https://portal.example", header, Mapping::Auto);
     let mut message = Vec::new();
     InputReader::new()
         .read(data, |item| {

@@ -23,7 +23,7 @@ use crate::syslog::SyslogHeader;
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "kebab-case")]
-pub enum DataType {
+pub enum Mapping {
     /// Every record is an activity.
     Activities,
     /// Every record is an alert.
@@ -39,7 +39,7 @@ pub enum DataType {
 pub struct Encoder {
     prefixes: Prefixes,
     header: SyslogHeader,
-    data_type: DataType,
+    mapping: Mapping,
 }
 
 impl Encoder {
@@ -49,12 +49,12 @@ impl Encoder {
         agent_version: &str,
         portal_url: &str,
         header: SyslogHeader,
-        data_type: DataType,
+        mapping: Mapping,
     ) -> Self {
         Self {
             prefixes: Prefixes::new(agent_version, portal_url),
             header,
-            data_type,
+            mapping,
         }
     }
 
@@ -62,10 +62,10 @@ impl Encoder {
     /// for `record` to `out`, and says which mapping it used.
     pub fn encode(&mut self, record: &Object<'_, '_>, out: &mut Vec<u8>) -> RecordKind {
         let fields = RecordFields::collect(record);
-        let kind = match self.data_type {
-            DataType::Activities => RecordKind::Activity,
-            DataType::Alerts => RecordKind::Alert,
-            DataType::Auto => fields.detect_kind(),
+        let kind = match self.mapping {
+            Mapping::Activities => RecordKind::Activity,
+            Mapping::Alerts => RecordKind::Alert,
+            Mapping::Auto => fields.detect_kind(),
         };
         self.header
             .write(out, fields.severity(kind), fields.timestamp_ms());

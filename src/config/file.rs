@@ -29,9 +29,9 @@ use super::{
     ConfigError, RunArgs, ServiceOptions, TenantOptions, DEFAULT_CONFIG_FILE,
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR,
 };
+use crate::data_type::DataType;
 use crate::pipeline::{RunPlan, ServicePlan};
-use crate::simulator::data::StreamKind;
-use crate::source::client::{ClientConfig, Credentials, Secret, DEFAULT_LOGIN_URL};
+use crate::source::cas::client::{ClientConfig, Credentials, Secret, DEFAULT_LOGIN_URL};
 
 /// Key of the table every tenant inherits from.
 pub const DEFAULTS_KEY: &str = "defaults";
@@ -435,7 +435,7 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
     let proxy = options
         .proxy
         .as_deref()
-        .map(crate::source::client::parse_proxy)
+        .map(crate::source::cas::client::parse_proxy)
         .transpose()
         .map_err(ConfigError::Proxy)?;
     let read = |option: &'static str, path: &PathBuf| {
@@ -454,13 +454,9 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
         (
             "--activities-filter",
             &options.activities_filter,
-            StreamKind::Activities,
+            DataType::Activities,
         ),
-        (
-            "--alerts-filter",
-            &options.alerts_filter,
-            StreamKind::Alerts,
-        ),
+        ("--alerts-filter", &options.alerts_filter, DataType::Alerts),
     ] {
         let Some(path) = path else { continue };
         let mut bytes = read(option, path)?;
@@ -479,8 +475,8 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
         filters.insert(kind, value);
     }
     for (kind, table) in [
-        (StreamKind::Activities, &options.filters.activities),
-        (StreamKind::Alerts, &options.filters.alerts),
+        (DataType::Activities, &options.filters.activities),
+        (DataType::Alerts, &options.filters.alerts),
     ] {
         let Some(table) = table else { continue };
         if filters.contains_key(&kind) {
@@ -494,7 +490,7 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
     for kind in options
         .data_types
         .clone()
-        .unwrap_or_else(|| vec![StreamKind::Alerts, StreamKind::Activities])
+        .unwrap_or_else(|| vec![DataType::Alerts, DataType::Activities])
     {
         if !kinds.contains(&kind) {
             kinds.push(kind);
@@ -516,7 +512,7 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
             request_timeout: Duration::from_secs(120),
             max_attempts: options
                 .retry_attempts
-                .unwrap_or(crate::source::client::DEFAULT_MAX_ATTEMPTS)
+                .unwrap_or(crate::source::cas::client::DEFAULT_MAX_ATTEMPTS)
                 .max(1),
             backoff_base: Duration::from_millis(500).min(retry_max_delay),
             backoff_cap: retry_max_delay,
@@ -595,10 +591,10 @@ syslog = { host = "other.example.com", port = 1514 }
             panic!("two tenants")
         };
         assert_eq!(contoso.tenant, "contoso");
-        assert_eq!(contoso.kinds, [StreamKind::Alerts]);
+        assert_eq!(contoso.kinds, [DataType::Alerts]);
         assert_eq!(contoso.requests_per_minute, 20);
-        assert!(contoso.filters.contains_key(&StreamKind::Alerts));
-        assert_eq!(fabrikam.kinds, [StreamKind::Activities, StreamKind::Alerts]);
+        assert!(contoso.filters.contains_key(&DataType::Alerts));
+        assert_eq!(fabrikam.kinds, [DataType::Activities, DataType::Alerts]);
         for (tenant, host) in [
             (contoso, "siem.example.com"),
             (fabrikam, "other.example.com"),

@@ -13,19 +13,19 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cef::{DataType, Encoder};
+use crate::cef::{Encoder, Mapping};
 use simd_json::prelude::*;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data_type::DataType;
 use crate::pipeline::{RunPlan, ServicePlan};
-use crate::simulator::data::StreamKind;
 use crate::simulator::server::DEFAULT_TOKEN;
 use crate::simulator::{Faults, SimulatorConfig};
 use crate::sink::relp::DEFAULT_WINDOW;
 use crate::sink::tls::{TlsClient, TlsOptions, TlsSetupError};
 use crate::sink::{Destination, Protocol, SinkPlan};
-use crate::source::client::{ClientConfig, Credentials, Secret};
+use crate::source::cas::client::{ClientConfig, Credentials, Secret};
 use crate::syslog::{
     Framing, HeaderError, HeaderStyle, SyslogHeader, DEFAULT_FACILITY, DEFAULT_UDP_MESSAGE_BYTES,
     MAX_UDP_MESSAGE_BYTES, MIN_MESSAGE_BYTES,
@@ -208,7 +208,7 @@ pub struct TenantOptions {
     /// Data types to pull, comma-separated [default: alerts,activities].
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_types: Option<Vec<StreamKind>>,
+    pub data_types: Option<Vec<DataType>>,
     /// How far back the first start reaches, e.g. 2d or 36h [default: 2d].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
@@ -300,10 +300,10 @@ impl Filters {
     }
 }
 
-fn parse_kind(text: &str) -> Result<StreamKind, String> {
+fn parse_kind(text: &str) -> Result<DataType, String> {
     match text.trim() {
-        "activities" => Ok(StreamKind::Activities),
-        "alerts" => Ok(StreamKind::Alerts),
+        "activities" => Ok(DataType::Activities),
+        "alerts" => Ok(DataType::Alerts),
         other => Err(format!("{other:?}: expected alerts or activities")),
     }
 }
@@ -338,7 +338,7 @@ impl DemoArgs {
         if self.activities_per_minute == 0 {
             return Err(ConfigError::ZeroRate("activities-per-minute"));
         }
-        let mut simulator = SimulatorConfig::new(crate::syslog::now_ms(), self.history);
+        let mut simulator = SimulatorConfig::new(crate::clock::now_ms(), self.history);
         simulator.requests_per_minute = None;
         simulator.activities.per_minute = self.activities_per_minute;
         simulator.activities.max_index_delay_ms = 30_000;
@@ -352,12 +352,12 @@ impl DemoArgs {
                 ca_pem: None,
                 connect_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(60),
-                max_attempts: crate::source::client::DEFAULT_MAX_ATTEMPTS,
+                max_attempts: crate::source::cas::client::DEFAULT_MAX_ATTEMPTS,
                 backoff_base: Duration::from_millis(200),
                 backoff_cap: Duration::from_secs(5),
             },
             requests_per_minute: 0,
-            kinds: vec![StreamKind::Alerts, StreamKind::Activities],
+            kinds: vec![DataType::Alerts, DataType::Activities],
             filters: HashMap::new(),
             backfill: self.history + Duration::from_secs(60),
             poll_interval: Duration::from_secs(5),
@@ -470,7 +470,7 @@ pub struct FormatOptions {
     /// [default: auto].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_type: Option<DataType>,
+    pub data_type: Option<Mapping>,
     /// Device version in the CEF header; pin it to what your parsers expect
     /// [default: this agent's version].
     #[arg(long, value_name = "V")]
@@ -838,7 +838,7 @@ impl FormatOptions {
             version,
             portal,
             header,
-            self.data_type.unwrap_or(DataType::Auto),
+            self.data_type.unwrap_or(Mapping::Auto),
         ))
     }
 }
@@ -888,7 +888,7 @@ impl SimulateArgs {
         if self.alerts_per_minute == 0 {
             return Err(ConfigError::ZeroRate("alerts-per-minute"));
         }
-        let mut config = SimulatorConfig::new(crate::syslog::now_ms(), self.history);
+        let mut config = SimulatorConfig::new(crate::clock::now_ms(), self.history);
         config.listen = self.listen;
         config.tls = self.tls;
         config.token = self.token.clone();

@@ -13,31 +13,13 @@
 
 use std::fmt::Write as _;
 
-/// Which list a stream feeds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StreamKind {
-    /// `/api/v1/activities/`
-    Activities,
-    /// `/api/v1/alerts/`
-    Alerts,
-}
-
-impl StreamKind {
-    /// The name in URLs, file names, reports, metrics and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamKind::Activities => "activities",
-            StreamKind::Alerts => "alerts",
-        }
-    }
-}
+use crate::data_type::DataType;
 
 /// How a stream's records are spread over time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamConfig {
     /// What the records are.
-    pub kind: StreamKind,
+    pub kind: DataType,
     /// Seed for every pseudo-random choice.
     pub seed: u64,
     /// Event time of record 0, epoch ms.
@@ -162,7 +144,7 @@ impl StreamConfig {
     /// The `_id` of record `index`: unique within the stream.
     pub fn write_id(&self, index: u64, out: &mut String) {
         match self.kind {
-            StreamKind::Activities => {
+            DataType::Activities => {
                 let _ = write!(
                     out,
                     "{}_{}_{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
@@ -175,7 +157,7 @@ impl StreamConfig {
                     index & 0xffff_ffff_ffff,
                 );
             }
-            StreamKind::Alerts => {
+            DataType::Alerts => {
                 let _ = write!(out, "{:08x}{:016x}", self.seed as u32, index);
             }
         }
@@ -191,8 +173,8 @@ impl StreamConfig {
     /// Appends record `index` as compact JSON.
     pub fn write_record(&self, index: u64, out: &mut Vec<u8>) {
         match self.kind {
-            StreamKind::Activities => self.write_activity(index, out),
-            StreamKind::Alerts => self.write_alert(index, out),
+            DataType::Activities => self.write_activity(index, out),
+            DataType::Alerts => self.write_alert(index, out),
         }
     }
 
@@ -319,7 +301,7 @@ mod tests {
     use super::*;
     use simd_json::prelude::*;
 
-    fn stream(kind: StreamKind) -> StreamConfig {
+    fn stream(kind: DataType) -> StreamConfig {
         StreamConfig {
             kind,
             seed: 7,
@@ -334,7 +316,7 @@ mod tests {
 
     #[test]
     fn event_times_never_decrease_and_bursts_share_a_millisecond() {
-        let s = stream(StreamKind::Activities);
+        let s = stream(DataType::Activities);
         for i in 0..20_000 {
             assert!(s.timestamp(i) <= s.timestamp(i + 1), "{i}");
             assert!(s.created(i) >= s.timestamp(i));
@@ -346,7 +328,7 @@ mod tests {
 
     #[test]
     fn index_search_is_exact() {
-        let s = stream(StreamKind::Activities);
+        let s = stream(DataType::Activities);
         for ms in [
             s.start_ms - 5,
             s.start_ms,
@@ -362,7 +344,7 @@ mod tests {
 
     #[test]
     fn records_are_valid_json_with_unique_ids() {
-        for kind in [StreamKind::Activities, StreamKind::Alerts] {
+        for kind in [DataType::Activities, DataType::Alerts] {
             let s = stream(kind);
             let mut ids = std::collections::HashSet::new();
             for i in 0..2_000 {
@@ -373,7 +355,7 @@ mod tests {
                 assert_eq!(id, s.id(i));
                 assert!(ids.insert(id), "duplicate id at {i}");
                 assert_eq!(value.get_i64("timestamp"), Some(s.timestamp(i)));
-                if kind == StreamKind::Activities {
+                if kind == DataType::Activities {
                     assert_eq!(value.get_i64("created"), Some(s.created(i)));
                 }
             }
@@ -382,7 +364,7 @@ mod tests {
 
     #[test]
     fn hostile_records_round_trip_their_text() {
-        let s = stream(StreamKind::Activities);
+        let s = stream(DataType::Activities);
         let mut out = Vec::new();
         s.write_record(96, &mut out);
         let value = simd_json::to_owned_value(&mut out).expect("valid JSON");
@@ -392,7 +374,7 @@ mod tests {
 
     #[test]
     fn activities_are_realistic_in_size() {
-        let s = stream(StreamKind::Activities);
+        let s = stream(DataType::Activities);
         let mut out = Vec::new();
         s.write_record(1, &mut out);
         assert!((1000..1800).contains(&out.len()), "{}", out.len());

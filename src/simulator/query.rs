@@ -12,7 +12,8 @@ use std::collections::BinaryHeap;
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
 
-use super::data::{StreamConfig, StreamKind};
+use super::data::StreamConfig;
+use crate::data_type::DataType;
 
 /// Records per page without scan mode (with an API token).
 pub const MAX_PAGE: u64 = 100;
@@ -127,7 +128,7 @@ pub struct Query {
 
 impl Query {
     /// Parses a request body for a stream of `kind`.
-    pub fn parse(body: &OwnedValue, kind: StreamKind) -> Result<Self, QueryError> {
+    pub fn parse(body: &OwnedValue, kind: DataType) -> Result<Self, QueryError> {
         if !body.is_object() {
             return Err(QueryError::NotAnObject);
         }
@@ -177,8 +178,8 @@ impl Query {
         }
         match body.get_str("sortField") {
             None | Some("date") => query.sort = SortField::Date,
-            Some("created") if kind == StreamKind::Activities => query.sort = SortField::Created,
-            Some("severity") if kind == StreamKind::Alerts => query.sort = SortField::Date,
+            Some("created") if kind == DataType::Activities => query.sort = SortField::Created,
+            Some("severity") if kind == DataType::Alerts => query.sort = SortField::Date,
             Some(_) => return Err(QueryError::Invalid("sortField")),
         }
         match body.get_str("sortDirection") {
@@ -187,7 +188,7 @@ impl Query {
             Some(_) => return Err(QueryError::Invalid("sortDirection")),
         }
         if query.scan {
-            if kind != StreamKind::Activities {
+            if kind != DataType::Activities {
                 return Err(QueryError::ScanAlerts);
             }
             if !SCAN_LIMITS.contains(&query.limit) {
@@ -229,8 +230,8 @@ pub fn run(stream: &StreamConfig, query: &Query, now_ms: i64) -> Page {
         SortField::Created => ingestion_spread,
     };
     let created_of = |i: u64| match stream.kind {
-        StreamKind::Activities => stream.created(i),
-        StreamKind::Alerts => stream.timestamp(i),
+        DataType::Activities => stream.created(i),
+        DataType::Alerts => stream.timestamp(i),
     };
     let matches = |i: u64| {
         query.date.contains(stream.timestamp(i))
@@ -352,7 +353,7 @@ pub fn run(stream: &StreamConfig, query: &Query, now_ms: i64) -> Page {
 mod tests {
     use super::*;
 
-    fn stream(kind: StreamKind) -> StreamConfig {
+    fn stream(kind: DataType) -> StreamConfig {
         StreamConfig {
             kind,
             seed: 3,
@@ -365,7 +366,7 @@ mod tests {
         }
     }
 
-    fn query(json: &str, kind: StreamKind) -> Result<Query, QueryError> {
+    fn query(json: &str, kind: DataType) -> Result<Query, QueryError> {
         let mut bytes = json.as_bytes().to_vec();
         let body = simd_json::to_owned_value(&mut bytes).expect("test JSON");
         Query::parse(&body, kind)
@@ -374,8 +375,8 @@ mod tests {
     /// The reference answer: every visible index, filtered and sorted.
     fn brute_force(s: &StreamConfig, q: &Query, now: i64, upto: u64) -> Vec<u64> {
         let created = |i| match s.kind {
-            StreamKind::Activities => s.created(i),
-            StreamKind::Alerts => s.timestamp(i),
+            DataType::Activities => s.created(i),
+            DataType::Alerts => s.timestamp(i),
         };
         let mut all: Vec<u64> = (0..upto)
             .filter(|&i| {
@@ -397,7 +398,7 @@ mod tests {
 
     #[test]
     fn pages_match_brute_force() {
-        let s = stream(StreamKind::Activities);
+        let s = stream(DataType::Activities);
         let now = s.timestamp(3_000);
         let bodies = [
             r#"{"filters":{"created":{"gte":1010000}},"sortField":"created","sortDirection":"asc","limit":100}"#,
@@ -407,7 +408,7 @@ mod tests {
             r#"{"filters":{"date":{"lte":1200000}},"sortField":"date","sortDirection":"desc","skip":4900,"limit":100}"#,
         ];
         for body in bodies {
-            let q = query(body, StreamKind::Activities).expect("valid");
+            let q = query(body, DataType::Activities).expect("valid");
             let page = run(&s, &q, now);
             let expected = brute_force(&s, &q, now, 4_000);
             let wanted: Vec<u64> = expected
@@ -438,31 +439,31 @@ mod tests {
 
     #[test]
     fn limits_and_validation() {
-        let q = query(r#"{"limit":1000}"#, StreamKind::Activities).expect("capped");
+        let q = query(r#"{"limit":1000}"#, DataType::Activities).expect("capped");
         assert_eq!(q.limit, MAX_PAGE);
         assert_eq!(
-            query(r#"{"skip":4950,"limit":100}"#, StreamKind::Activities),
+            query(r#"{"skip":4950,"limit":100}"#, DataType::Activities),
             Err(QueryError::SkipTooLarge)
         );
         assert_eq!(
-            query(r#"{"isScan":true,"limit":100}"#, StreamKind::Activities),
+            query(r#"{"isScan":true,"limit":100}"#, DataType::Activities),
             Err(QueryError::ScanLimit)
         );
         assert_eq!(
-            query(r#"{"isScan":true,"limit":500}"#, StreamKind::Alerts),
+            query(r#"{"isScan":true,"limit":500}"#, DataType::Alerts),
             Err(QueryError::ScanAlerts)
         );
-        assert!(query(r#"{"filters":{"date":{"like":1}}}"#, StreamKind::Alerts).is_err());
-        assert!(query(r#"[1]"#, StreamKind::Alerts).is_err());
-        assert!(query(r#"{"sortField":"created"}"#, StreamKind::Alerts).is_err());
+        assert!(query(r#"{"filters":{"date":{"like":1}}}"#, DataType::Alerts).is_err());
+        assert!(query(r#"[1]"#, DataType::Alerts).is_err());
+        assert!(query(r#"{"sortField":"created"}"#, DataType::Alerts).is_err());
     }
 
     #[test]
     fn service_filter() {
-        let s = stream(StreamKind::Activities);
+        let s = stream(DataType::Activities);
         let q = query(
             r#"{"filters":{"service":{"eq":[11114,10489]}}}"#,
-            StreamKind::Activities,
+            DataType::Activities,
         )
         .expect("valid");
         let page = run(&s, &q, s.timestamp(5_000));
@@ -475,14 +476,14 @@ mod tests {
 
     #[test]
     fn scan_mode_lists_every_record_once() {
-        let s = stream(StreamKind::Activities);
+        let s = stream(DataType::Activities);
         let now = s.timestamp(20_000) + 10_000;
         let low = s.timestamp(2_000);
         let mut body =
             format!(r#"{{"filters":{{"date":{{"gte":{low}}}}},"isScan":true,"limit":500}}"#);
         let mut seen = Vec::new();
         for _ in 0..100 {
-            let q = query(&body, StreamKind::Activities).expect("valid");
+            let q = query(&body, DataType::Activities).expect("valid");
             let page = run(&s, &q, now);
             seen.extend(page.records.iter().copied());
             match page.next_filters {

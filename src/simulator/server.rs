@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use simd_json::prelude::*;
 
-use super::data::{mix, StreamConfig, StreamKind};
+use super::data::{mix, StreamConfig};
 use super::query::{self, Query};
 use super::tls::TestPki;
+use crate::data_type::DataType;
 
 /// Connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -116,8 +117,8 @@ impl SimulatorConfig {
             requests_per_minute: Some(30),
             rate_window: Duration::from_secs(60),
             retry_after_seconds: None,
-            activities: stream(StreamKind::Activities, 600, 1),
-            alerts: stream(StreamKind::Alerts, 2, 2),
+            activities: stream(DataType::Activities, 600, 1),
+            alerts: stream(DataType::Alerts, 2, 2),
             faults: Faults::default(),
             fault_seed: 3,
             pregenerate: false,
@@ -174,7 +175,7 @@ impl Simulator {
     pub fn start(config: SimulatorConfig) -> io::Result<Self> {
         // Before binding: clients find the port open only once it serves.
         let rendered = if config.pregenerate {
-            let now = crate::syslog::now_ms();
+            let now = crate::clock::now_ms();
             [
                 Rendered::history(&config.activities, now),
                 Rendered::history(&config.alerts, now),
@@ -431,14 +432,14 @@ fn read_request<S: Read>(reader: &mut BufReader<S>) -> io::Result<Option<Request
 }
 
 /// Which list a path names, if any.
-fn list_kind(path: &str) -> Option<StreamKind> {
+fn list_kind(path: &str) -> Option<DataType> {
     let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
     let rest = path
         .strip_prefix("/api/v1/")
         .or_else(|| path.strip_prefix("/cas/api/v1/"))?;
     match rest {
-        "activities" => Some(StreamKind::Activities),
-        "alerts" => Some(StreamKind::Alerts),
+        "activities" => Some(DataType::Activities),
+        "alerts" => Some(DataType::Alerts),
         _ => None,
     }
 }
@@ -525,8 +526,8 @@ fn respond<W: Write>(
         }
     };
     let (stream, rendered) = match kind {
-        StreamKind::Activities => (&shared.config.activities, &shared.rendered[0]),
-        StreamKind::Alerts => (&shared.config.alerts, &shared.rendered[1]),
+        DataType::Activities => (&shared.config.activities, &shared.rendered[0]),
+        DataType::Alerts => (&shared.config.alerts, &shared.rendered[1]),
     };
     let query = match Query::parse(&body, kind) {
         Ok(query) => query,
@@ -535,7 +536,7 @@ fn respond<W: Write>(
             return Ok(true);
         }
     };
-    let page = query::run(stream, &query, crate::syslog::now_ms());
+    let page = query::run(stream, &query, crate::clock::now_ms());
     page_json(stream, rendered, &page, page_buffer);
     inject_faults(out, page_buffer, shared, page.records.len() as u64)
 }

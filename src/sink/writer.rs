@@ -33,7 +33,7 @@ use super::{
     outq, Batch, LinkState, Protocol, SinkError, SinkHealth, SinkPlan, CONNECT_TIMEOUT,
     MAX_UNCONFIRMED_BYTES, RECONNECT_BASE, RECONNECT_MAX,
 };
-use crate::source::budget::Backoff;
+use crate::retry::Backoff;
 use crate::syslog::{truncate_message, write_octet_counted, Framing};
 
 /// Bytes framed and written as one unit on TCP and TLS.

@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use siem_agent::cef::{DataType, Encoder};
+use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::parse::{InputReader, Item};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
@@ -98,7 +98,7 @@ fn varied_records() -> String {
 
 fn encoder(style: HeaderStyle) -> Encoder {
     let header = SyslogHeader::new(style, Some("host".into()), 16).expect("valid");
-    Encoder::new("1.0.0", "https://portal.example", header, DataType::Auto)
+    Encoder::new("1.0.0", "https://portal.example", header, Mapping::Auto)
 }
 
 #[test]
@@ -189,14 +189,14 @@ fn scan_page(count: u64) -> Vec<u8> {
 
 #[test]
 fn a_page_costs_the_same_allocations_whatever_its_record_count() {
+    use siem_agent::data_type::DataType;
     use siem_agent::parse::page::SplitPage;
     use siem_agent::parse::Parser;
-    use siem_agent::simulator::data::StreamKind;
-    use siem_agent::source::cursor::Cursor;
+    use siem_agent::source::cas::cursor::Cursor;
 
     // The encoder thread's path: split the page, read its paging facts
     // from the rest, then parse, judge and encode each record in place.
-    let cursor = Cursor::start(StreamKind::Activities, 1_700_000_000_000, 3_600_000);
+    let cursor = Cursor::start(DataType::Activities, 1_700_000_000_000, 3_600_000);
     let mut parser = Parser::new();
     let mut split = SplitPage::default();
     let mut scratch = Vec::new();

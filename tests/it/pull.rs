@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use siem_agent::simulator::data::{StreamConfig, StreamKind};
+use siem_agent::clock::now_ms;
+use siem_agent::data_type::DataType;
+use siem_agent::simulator::data::StreamConfig;
 use siem_agent::simulator::server::DEFAULT_TOKEN;
 use siem_agent::simulator::{Faults, Simulator, SimulatorConfig};
-use siem_agent::syslog::now_ms;
 
 use super::support::bin;
 use super::support::cases::check_one_line;
@@ -132,8 +133,8 @@ pub fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
     let mut index = 0;
     while stream.timestamp(index) <= until_ms {
         let visible = match stream.kind {
-            StreamKind::Activities => stream.created(index) <= until_ms,
-            StreamKind::Alerts => true,
+            DataType::Activities => stream.created(index) <= until_ms,
+            DataType::Alerts => true,
         };
         if visible {
             ids.push(stream.id(index));
@@ -227,7 +228,7 @@ fn repeated_kill_9_loses_nothing() {
     assert_all_delivered(&ids, &activities, before);
     let duplicates: u32 = ids.values().map(|n| n - 1).sum();
     // Each kill can repeat at most the page in flight: one scan batch.
-    let bound = kills * siem_agent::source::cursor::SCAN_PAGE as u32;
+    let bound = kills * siem_agent::source::cas::cursor::SCAN_PAGE as u32;
     assert!(duplicates <= bound, "{duplicates} duplicates > {bound}");
     eprintln!(
         "kill -9 x{kills}: {} records, {duplicates} duplicates",
@@ -504,8 +505,8 @@ fn the_demo_prints_strict_cef_and_exits() {
 
 #[test]
 fn after_a_long_stop_catch_up_starts_at_the_window_and_logs_the_gap() {
-    use siem_agent::checkpoint::CheckpointStore;
-    use siem_agent::source::cursor::Cursor;
+    use siem_agent::source::cas::cursor::Cursor;
+    use siem_agent::state::checkpoint::CheckpointStore;
     let sim = Simulator::start(simulator(Duration::from_secs(600), 600)).expect("starts");
     let dir = scratch("downtime");
     let mut args = run_args(&sim, &dir);
@@ -513,7 +514,7 @@ fn after_a_long_stop_catch_up_starts_at_the_window_and_logs_the_gap() {
     let store = CheckpointStore::open(&dir.join("state")).expect("state dir");
     let tenant = sim.address().to_string();
     let three_days_ago = now_ms() - 3 * 86_400_000;
-    let old = Cursor::start(StreamKind::Alerts, three_days_ago, 0);
+    let old = Cursor::start(DataType::Alerts, three_days_ago, 0);
     store.save(&tenant, &old).expect("saves");
     args.extend(["--tenant", &tenant, "--data-types", "alerts", "--once"].map(str::to_owned));
     let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(120));
@@ -523,13 +524,13 @@ fn after_a_long_stop_catch_up_starts_at_the_window_and_logs_the_gap() {
     assert!(log.contains("are skipped"), "{log}");
     // The skipped range starts at the old position, in ISO form.
     let mut iso = Vec::new();
-    siem_agent::syslog::write_iso_time(&mut iso, three_days_ago);
+    siem_agent::clock::write_iso_time(&mut iso, three_days_ago);
     assert!(
         log.contains(std::str::from_utf8(&iso).expect("ascii")),
         "{log}"
     );
     let saved = store
-        .load(&tenant, StreamKind::Alerts)
+        .load(&tenant, DataType::Alerts)
         .expect("reads")
         .expect("saved");
     assert!(

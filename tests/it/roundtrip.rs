@@ -3,7 +3,7 @@
 //! parse strictly, and give every field back (control characters aside).
 
 use proptest::prelude::*;
-use siem_agent::cef::{DataType, Encoder};
+use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 use super::support::cases::{encode_single, ActivityCase, AlertCase, CASE_STRINGS};
@@ -62,7 +62,7 @@ fn settings() -> impl Strategy<Value = (String, String)> {
 
 fn encoder(version: &str, portal: &str) -> Encoder {
     let header = SyslogHeader::new(HeaderStyle::Iso, Some("host-1".into()), 16).expect("valid");
-    Encoder::new(version, portal, header, DataType::Auto)
+    Encoder::new(version, portal, header, Mapping::Auto)
 }
 
 /// Parses `json` and encodes its single record.

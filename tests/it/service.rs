@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use siem_agent::clock::now_ms;
 use siem_agent::simulator::data::StreamConfig;
 use siem_agent::simulator::server::DEFAULT_TOKEN;
 use siem_agent::simulator::{Simulator, SimulatorConfig};
-use siem_agent::syslog::now_ms;
 
 use super::pull::{assert_all_delivered, delivered, expected_ids, scratch, simulator};
 use super::support::bin;

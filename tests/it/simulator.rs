@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use siem_agent::clock::now_ms;
 use siem_agent::simulator::server::DEFAULT_TOKEN;
 use siem_agent::simulator::{Faults, Simulator, SimulatorConfig};
-use siem_agent::syslog::now_ms;
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
 

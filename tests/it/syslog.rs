@@ -8,10 +8,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use siem_agent::simulator::data::{StreamConfig, StreamKind};
+use siem_agent::clock::now_ms;
+use siem_agent::data_type::DataType;
+use siem_agent::simulator::data::StreamConfig;
 use siem_agent::simulator::tls::TestPki;
 use siem_agent::simulator::Simulator;
-use siem_agent::syslog::{now_ms, truncate_message};
+use siem_agent::syslog::truncate_message;
 
 use super::pull::{assert_all_delivered, run_args, simulator};
 use super::support::bin;
@@ -30,7 +32,7 @@ fn scratch(name: &str) -> PathBuf {
 /// NDJSON.
 fn records_file(dir: &Path, count: u64) -> PathBuf {
     let stream = StreamConfig {
-        kind: StreamKind::Activities,
+        kind: DataType::Activities,
         seed: 42,
         start_ms: 1_700_000_000_000,
         per_minute: 6000,

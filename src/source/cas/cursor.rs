@@ -23,7 +23,7 @@ use simd_json::prelude::*;
 use simd_json::tape::Value;
 use simd_json::OwnedValue;
 
-use crate::simulator::data::StreamKind;
+use crate::data_type::DataType;
 
 /// Records per tail request (the API's maximum with a token).
 pub const TAIL_PAGE: u64 = 100;
@@ -54,7 +54,7 @@ pub struct Scan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
     /// Which stream.
-    pub kind: StreamKind,
+    pub kind: DataType,
     /// Activities: the next window starts at this ingestion time. Alerts:
     /// the next page asks for `date >= position`.
     pub position: i64,
@@ -92,10 +92,10 @@ pub struct SkippedRange {
 
 impl Cursor {
     /// The cursor of a first start at `now_ms` with a backfill window.
-    pub fn start(kind: StreamKind, now_ms: i64, backfill_ms: i64) -> Self {
+    pub fn start(kind: DataType, now_ms: i64, backfill_ms: i64) -> Self {
         let low = now_ms - backfill_ms;
         match kind {
-            StreamKind::Activities => Self {
+            DataType::Activities => Self {
                 kind,
                 position: now_ms + 1,
                 boundary_ids: Vec::new(),
@@ -107,7 +107,7 @@ impl Cursor {
                     created_to: now_ms,
                 }),
             },
-            StreamKind::Alerts => Self {
+            DataType::Alerts => Self {
                 kind,
                 position: low,
                 boundary_ids: Vec::new(),
@@ -175,7 +175,7 @@ impl Cursor {
     /// Activities between windows: opens the window `[position, now_ms]`.
     /// Does nothing for alerts or while a window is open.
     pub fn begin_window(&mut self, now_ms: i64) {
-        if self.kind == StreamKind::Activities && self.scan.is_none() {
+        if self.kind == DataType::Activities && self.scan.is_none() {
             self.scan = Some(Scan {
                 date_low: None,
                 date_upper: None,
@@ -227,8 +227,8 @@ impl Cursor {
             }
             (None, kind) => {
                 let field = match kind {
-                    StreamKind::Activities => "created",
-                    StreamKind::Alerts => "date",
+                    DataType::Activities => "created",
+                    DataType::Alerts => "date",
                 };
                 bound(field, &[("gte", self.position)]);
                 let _ = body.try_insert("sortField", field);
@@ -275,7 +275,7 @@ impl Cursor {
     /// between scan windows, `timestamp` otherwise.
     pub fn key_field(&self) -> &'static str {
         match (self.kind, self.scan.is_some()) {
-            (StreamKind::Activities, false) => "created",
+            (DataType::Activities, false) => "created",
             _ => "timestamp",
         }
     }
@@ -459,7 +459,7 @@ mod tests {
     #[test]
     fn tail_drops_boundary_duplicates_and_moves_on() {
         let cursor = Cursor {
-            kind: StreamKind::Alerts,
+            kind: DataType::Alerts,
             position: 100,
             boundary_ids: vec!["a".into(), "b".into()],
             skip: 0,
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn a_full_page_at_one_millisecond_is_stepped_over() {
-        let cursor = Cursor::start(StreamKind::Alerts, 1_000, 500);
+        let cursor = Cursor::start(DataType::Alerts, 1_000, 500);
         let ids: Vec<String> = (0..100).map(|n| format!("id{n}")).collect();
         let page = PageInfo {
             ids: ids.iter().map(String::as_str).collect(),
@@ -506,7 +506,7 @@ mod tests {
 
     #[test]
     fn backfill_follows_next_filters_then_windows_follow() {
-        let cursor = Cursor::start(StreamKind::Activities, 10_000, 4_000);
+        let cursor = Cursor::start(DataType::Activities, 10_000, 4_000);
         let body = cursor.request_body(None);
         assert!(body.contains("\"isScan\":true"), "{body}");
         assert!(body.contains("\"date\":{\"gte\":6000}"), "{body}");
@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn windows_are_only_for_activities() {
-        let mut alerts = Cursor::start(StreamKind::Alerts, 10_000, 4_000);
+        let mut alerts = Cursor::start(DataType::Alerts, 10_000, 4_000);
         alerts.begin_window(20_000);
         assert!(!alerts.scanning());
     }
@@ -548,7 +548,7 @@ mod tests {
     fn user_filters_are_kept_and_the_cursor_wins() {
         let mut bytes = br#"{"service":{"eq":[11161]},"date":{"gte":1,"lt":99999}}"#.to_vec();
         let user = simd_json::to_owned_value(&mut bytes).expect("json");
-        let cursor = Cursor::start(StreamKind::Alerts, 10_000, 4_000);
+        let cursor = Cursor::start(DataType::Alerts, 10_000, 4_000);
         let body = cursor.request_body(Some(&user));
         assert!(body.contains("\"service\":{\"eq\":[11161]}"), "{body}");
         // The user's upper bound stays; the cursor's lower bound replaces theirs.
@@ -562,7 +562,7 @@ mod tests {
     #[test]
     fn an_old_cursor_restarts_within_the_window_and_reports_the_gap() {
         let old = Cursor {
-            kind: StreamKind::Alerts,
+            kind: DataType::Alerts,
             position: 1_000,
             boundary_ids: vec![],
             skip: 0,
@@ -583,7 +583,7 @@ mod tests {
 
     #[test]
     fn page_info_reads_the_fields() {
-        let cursor = Cursor::start(StreamKind::Activities, 10_000, 4_000);
+        let cursor = Cursor::start(DataType::Activities, 10_000, 4_000);
         let mut parser = crate::parse::Parser::new();
         // (ids, keys, next_upper) of a page.
         type Facts = (Vec<String>, Vec<Option<i64>>, Option<i64>);

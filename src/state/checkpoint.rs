@@ -10,16 +10,17 @@
 //! starting over silently would either repeat two days of records or lose
 //! the gap, and only the operator can choose.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
 
-use crate::simulator::data::StreamKind;
-use crate::source::cursor::{Cursor, Scan};
+use super::atomic::{write_atomically, AtomicWriteError};
+use super::names;
+use crate::data_type::DataType;
+use crate::source::cas::cursor::{Cursor, Scan};
 
 /// Checkpoint format version.
 pub const FORMAT_VERSION: u64 = 1;
@@ -35,6 +36,9 @@ pub enum CheckpointError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A checkpoint could not be replaced.
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
     /// The file exists but does not hold a checkpoint of this version.
     #[error("{path}: not a valid checkpoint ({reason}); move it away to start over")]
     Corrupt {
@@ -68,14 +72,12 @@ impl CheckpointStore {
     }
 
     /// The file for `tenant` and `kind`.
-    pub fn path(&self, tenant: &str, kind: StreamKind) -> PathBuf {
-        let tenant = Self::file_stem(tenant);
-        self.dir
-            .join(format!("{tenant}.{}.checkpoint.json", kind.name()))
+    pub fn path(&self, tenant: &str, kind: DataType) -> PathBuf {
+        self.dir.join(names::checkpoint_file(tenant, kind))
     }
 
     /// The saved cursor, or `None` on a first start.
-    pub fn load(&self, tenant: &str, kind: StreamKind) -> Result<Option<Cursor>, CheckpointError> {
+    pub fn load(&self, tenant: &str, kind: DataType) -> Result<Option<Cursor>, CheckpointError> {
         let path = self.path(tenant, kind);
         let mut bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -144,56 +146,13 @@ impl CheckpointStore {
             let _ = value.try_insert("scan", object);
         }
         let text = value.encode();
-        write_atomically(&self.dir, &path, text.as_bytes())
+        Ok(write_atomically(&self.dir, &path, text.as_bytes())?)
     }
 
     /// The directory the files live in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// The file name stem for `tenant`: characters a file name should not
-    /// hold become `_`.
-    pub fn file_stem(tenant: &str) -> String {
-        tenant
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    }
-}
-
-/// Replaces `path` (in `dir`) with `bytes` so that a crash at any instant
-/// leaves the old or the new file: temporary file with mode 0600, fsync,
-/// rename, fsync of the directory.
-pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CheckpointError::Io { path, source }
-    };
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io(&temporary))?;
-    file.write_all(bytes).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(io(path))?;
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -209,14 +168,11 @@ mod tests {
     fn round_trips_and_is_private() {
         let dir = temp_dir("roundtrip");
         let store = CheckpointStore::open(&dir).expect("opens");
-        assert_eq!(
-            store.load("t1", StreamKind::Activities).expect("reads"),
-            None
-        );
+        assert_eq!(store.load("t1", DataType::Activities).expect("reads"), None);
         let cursors = [
-            Cursor::start(StreamKind::Activities, 1_000_000, 1000),
+            Cursor::start(DataType::Activities, 1_000_000, 1000),
             Cursor {
-                kind: StreamKind::Alerts,
+                kind: DataType::Alerts,
                 position: 42,
                 boundary_ids: vec!["a".into(), "b\"quoted\\".into()],
                 skip: 100,
@@ -230,7 +186,7 @@ mod tests {
                 Some(cursor)
             );
         }
-        let mode = fs::metadata(store.path("t1", StreamKind::Alerts))
+        let mode = fs::metadata(store.path("t1", DataType::Alerts))
             .expect("exists")
             .permissions()
             .mode();
@@ -242,9 +198,9 @@ mod tests {
     fn a_damaged_file_is_an_error_naming_it() {
         let dir = temp_dir("corrupt");
         let store = CheckpointStore::open(&dir).expect("opens");
-        let path = store.path("t1", StreamKind::Alerts);
+        let path = store.path("t1", DataType::Alerts);
         fs::write(&path, b"{\"version\":1,\"position\":").expect("writes");
-        let error = store.load("t1", StreamKind::Alerts).expect_err("corrupt");
+        let error = store.load("t1", DataType::Alerts).expect_err("corrupt");
         assert!(
             error.to_string().contains(&path.display().to_string()),
             "{error}"
@@ -258,7 +214,7 @@ mod tests {
             dir: PathBuf::from("/state"),
         };
         assert_eq!(
-            store.path("../../etc/x", StreamKind::Alerts),
+            store.path("../../etc/x", DataType::Alerts),
             PathBuf::from("/state/.._.._etc_x.alerts.checkpoint.json")
         );
     }

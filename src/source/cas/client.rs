@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use simd_json::prelude::*;
 
-use super::budget::{Backoff, RequestBudget};
+use crate::data_type::DataType;
+use crate::retry::Backoff;
 use crate::shutdown::StopSignal;
-use crate::simulator::data::StreamKind;
+use crate::source::budget::RequestBudget;
 
 /// Entra scope for the Defender for Cloud Apps API.
 pub const ENTRA_SCOPE: &str = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default";
@@ -250,7 +251,7 @@ impl ApiClient {
     }
 
     /// The list URL for a data type.
-    pub fn list_url(&self, kind: StreamKind) -> String {
+    pub fn list_url(&self, kind: DataType) -> String {
         format!("{}/{}/", self.list_base, kind.name())
     }
 
@@ -260,7 +261,7 @@ impl ApiClient {
     /// errors, and bodies `accept` rejects.
     pub fn fetch<T>(
         &mut self,
-        kind: StreamKind,
+        kind: DataType,
         body: &str,
         page: &mut Vec<u8>,
         mut accept: impl FnMut(&mut Vec<u8>) -> Result<T, String>,

@@ -1,0 +1,86 @@
+//! Replacing a small file so that a crash at any instant leaves either the
+//! old or the new contents, never a torn file: write a temporary file with
+//! mode 0600, fsync it, rename it over the old one, fsync the directory.
+//!
+//! Checkpoints need this for correctness (a torn checkpoint would repeat or
+//! skip records); status files use it so that a reader never sees half a
+//! report.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+/// Suffix of the temporary file written before the rename.
+pub const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// A file could not be replaced.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct AtomicWriteError {
+    /// The file or directory that failed.
+    pub path: PathBuf,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
+/// Replaces `path` (in `dir`) with `bytes` atomically and durably.
+pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| AtomicWriteError { path, source }
+    };
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(TEMPORARY_SUFFIX);
+    let temporary = PathBuf::from(temporary);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io(&temporary))?;
+    file.write_all(bytes).map_err(io(&temporary))?;
+    file.sync_all().map_err(io(&temporary))?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(io(path))?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_privately_and_leaves_no_temporary(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = crate::test_support::scratch_path("atomic");
+        fs::create_dir_all(&dir)?;
+        let path = dir.join("file.json");
+        write_atomically(&dir, &path, b"old")?;
+        write_atomically(&dir, &path, b"new")?;
+        assert_eq!(fs::read(&path)?, b"new");
+        assert_eq!(fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+        let names: Vec<_> = fs::read_dir(&dir)?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(names, ["file.json"]);
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_directory_is_named_in_the_error() {
+        let dir = crate::test_support::scratch_path("atomic-missing");
+        let error = match write_atomically(&dir, &dir.join("f"), b"x") {
+            Err(error) => error,
+            Ok(()) => panic!("wrote into a missing directory"),
+        };
+        assert!(error.path.starts_with(&dir), "{error}");
+    }
+}

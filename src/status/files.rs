@@ -1,0 +1,130 @@
+//! Status files: one per tenant in the state directory, rewritten
+//! atomically when a link's state changes and every few seconds, so that
+//! `siem-agent status` (another process, perhaps another user) can read
+//! them at any moment.
+
+use std::path::{Path, PathBuf};
+
+use super::model::StatusReport;
+use crate::state::atomic::{write_atomically, AtomicWriteError};
+use crate::state::names;
+
+/// Why status files could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The file could not be written.
+    #[error(transparent)]
+    Write(#[from] AtomicWriteError),
+    /// The directory could not be listed or a file read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A status file does not hold a report.
+    #[error("{path}: not a status file: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The directory holds no status file.
+    #[error("{0}: no status files (has the agent run with --state-dir {0}?)")]
+    Empty(PathBuf),
+}
+
+/// The status file of `tenant` in `dir`.
+pub fn status_path(dir: &Path, tenant: &str) -> PathBuf {
+    dir.join(names::status_file(tenant))
+}
+
+/// Writes `report` to its file in `dir` (atomically, mode 0600).
+pub fn write_report(dir: &Path, report: &StatusReport) -> Result<(), StatusError> {
+    let text = simd_json::to_string_pretty(report).map_err(|error| StatusError::Corrupt {
+        path: status_path(dir, &report.tenant),
+        reason: error.to_string(),
+    })?;
+    write_atomically(dir, &status_path(dir, &report.tenant), text.as_bytes())?;
+    Ok(())
+}
+
+/// Every status file in `dir`, sorted by tenant.
+pub fn read_reports(dir: &Path) -> Result<Vec<StatusReport>, StatusError> {
+    let read_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StatusError::Read { path, source }
+    };
+    let mut reports = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
+        let path = entry.map_err(read_error(dir))?.path();
+        let is_status = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(names::STATUS_SUFFIX));
+        if !is_status {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).map_err(read_error(&path))?;
+        let report: StatusReport =
+            simd_json::from_slice(&mut bytes).map_err(|error| StatusError::Corrupt {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?;
+        reports.push(report);
+    }
+    if reports.is_empty() {
+        return Err(StatusError::Empty(dir.to_owned()));
+    }
+    reports.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::data_type::DataType;
+    use crate::status::model::{Direction, State, TenantStatus};
+    use crate::status::text::render_text;
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn reports_round_trip_through_files_and_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("siem-agent-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let status = TenantStatus::new("a/b \"c\"", &[DataType::Alerts]);
+        status.update(Direction::Api, |l| l.failed(1_000, "HTTP 503"));
+        status
+            .counters(DataType::Alerts)
+            .sent
+            .store(7, Ordering::Relaxed);
+        let report = status.report(2_000);
+        write_report(&dir, &report).expect("written");
+        let read = read_reports(&dir).expect("read");
+        assert_eq!(read, vec![report.clone()]);
+        let mode = std::fs::metadata(status_path(&dir, &report.tenant))
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let later = read[0].clone().at(1_000 + 3 * HOUR);
+        assert_eq!(later.api.state, State::ConnectionError);
+        let text = render_text(&[later], 1_000 + 3 * HOUR);
+        assert!(
+            text.contains("api     Connection error, failing for 3h"),
+            "{text}"
+        );
+        assert!(
+            text.contains("last error (1970-01-01T00:00:01.000Z): HTTP 503"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

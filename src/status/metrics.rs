@@ -1,0 +1,228 @@
+//! The status for monitoring: Prometheus text on `/metrics` and a
+//! pass/fail answer on `/healthz`, computed from the live
+//! [`TenantStatus`]es on every request (the server thread itself is the
+//! pipeline's).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::model::{Direction, State, TenantStatus};
+use crate::data_type::DataType;
+use crate::sink::SinkHealth;
+use crate::source::cas::client::ClientStats;
+
+/// Prometheus text exposition of every tenant's counters.
+pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, f64)>| {
+            let _ = writeln!(out, "# HELP siem_agent_{name} {help}");
+            let _ = writeln!(out, "# TYPE siem_agent_{name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "siem_agent_{name}{{{labels}}} {value}");
+            }
+        };
+    let per_kind = |read: &dyn Fn(&TenantStatus, DataType) -> Option<f64>| {
+        let mut rows = Vec::new();
+        for t in tenants {
+            for &kind in &t.kinds {
+                if let Some(value) = read(t, kind) {
+                    rows.push((
+                        format!(
+                            "tenant=\"{}\",data_type=\"{}\"",
+                            escape_label(&t.tenant),
+                            kind.name()
+                        ),
+                        value,
+                    ));
+                }
+            }
+        }
+        rows
+    };
+    let per_tenant = |read: &dyn Fn(&TenantStatus) -> Option<f64>| {
+        tenants
+            .iter()
+            .filter_map(|t| read(t).map(|v| (format!("tenant=\"{}\"", escape_label(&t.tenant)), v)))
+            .collect::<Vec<_>>()
+    };
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+    family(
+        "records_fetched_total",
+        "counter",
+        "Records fetched from the API and taken as new.",
+        &mut per_kind(&|t, k| Some(load(&t.counters(k).fetched))).into_iter(),
+    );
+    family(
+        "records_sent_total",
+        "counter",
+        "Records whose CEF lines the receiver confirmed.",
+        &mut per_kind(&|t, k| Some(load(&t.counters(k).sent))).into_iter(),
+    );
+    family(
+        "records_dropped_total",
+        "counter",
+        "Malformed records skipped (not valid JSON objects).",
+        &mut per_kind(&|t, k| Some(load(&t.counters(k).dropped))).into_iter(),
+    );
+    family(
+        "checkpoint_lag_seconds",
+        "gauge",
+        "Seconds between now and the time up to which everything is delivered and checkpointed.",
+        &mut per_kind(&|t, k| {
+            let at = t.counters(k).checkpoint_ms.load(Ordering::Relaxed);
+            (at != i64::MIN).then(|| ((now_ms - at).max(0) as f64) / 1000.0)
+        })
+        .into_iter(),
+    );
+    let client = |read: fn(&ClientStats) -> &AtomicU64| {
+        per_tenant(&move |t: &TenantStatus| t.client.get().map(|c| load(read(c))))
+    };
+    family(
+        "api_requests_total",
+        "counter",
+        "List requests sent to the API.",
+        &mut client(|c| &c.requests).into_iter(),
+    );
+    family(
+        "api_throttled_total",
+        "counter",
+        "HTTP 429 answers from the API.",
+        &mut client(|c| &c.throttled).into_iter(),
+    );
+    family(
+        "api_retries_total",
+        "counter",
+        "Requests retried after an error.",
+        &mut client(|c| &c.retries).into_iter(),
+    );
+    family(
+        "api_bytes_total",
+        "counter",
+        "Response bytes read from the API.",
+        &mut client(|c| &c.bytes).into_iter(),
+    );
+    let sink = |read: fn(&SinkHealth) -> &AtomicU64| {
+        per_tenant(&move |t: &TenantStatus| t.sink.get().map(|s| load(read(s))))
+    };
+    family(
+        "syslog_lines_total",
+        "counter",
+        "Lines the receiver confirmed.",
+        &mut sink(|s| &s.counters.confirmed).into_iter(),
+    );
+    family(
+        "syslog_bytes_total",
+        "counter",
+        "Bytes of confirmed lines.",
+        &mut sink(|s| &s.counters.confirmed_bytes).into_iter(),
+    );
+    family(
+        "syslog_dropped_total",
+        "counter",
+        "Lines lost: UDP datagrams the kernel refused.",
+        &mut sink(|s| &s.counters.dropped).into_iter(),
+    );
+    family(
+        "syslog_truncated_total",
+        "counter",
+        "Lines cut to the maximum message size.",
+        &mut sink(|s| &s.counters.truncated).into_iter(),
+    );
+    family(
+        "syslog_resent_total",
+        "counter",
+        "Lines sent again after a connection failed (possible duplicates).",
+        &mut sink(|s| &s.counters.resent).into_iter(),
+    );
+    family(
+        "syslog_reconnects_total",
+        "counter",
+        "Connections to the receiver after the first.",
+        &mut sink(|s| &s.counters.reconnects).into_iter(),
+    );
+    let mut depths = Vec::new();
+    for t in tenants {
+        for (channel, read) in t.depths.lock().iter() {
+            depths.push((
+                format!(
+                    "tenant=\"{}\",channel=\"{channel}\"",
+                    escape_label(&t.tenant)
+                ),
+                read() as f64,
+            ));
+        }
+    }
+    family(
+        "channel_depth",
+        "gauge",
+        "Items waiting in a pipeline channel.",
+        &mut depths.into_iter(),
+    );
+    let mut states = Vec::new();
+    for t in tenants {
+        for direction in Direction::ALL {
+            let state = t.link(direction, now_ms).state(now_ms);
+            for candidate in [
+                State::Created,
+                State::Connected,
+                State::ConnectionError,
+                State::Disconnected,
+            ] {
+                states.push((
+                    format!(
+                        "tenant=\"{}\",direction=\"{}\",state=\"{candidate}\"",
+                        escape_label(&t.tenant),
+                        direction.as_str()
+                    ),
+                    f64::from(u8::from(state == candidate)),
+                ));
+            }
+        }
+    }
+    family(
+        "link_state",
+        "gauge",
+        "1 for the current state of each direction of each tenant.",
+        &mut states.into_iter(),
+    );
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_escape_labels_and_mark_one_state() {
+        let status = Arc::new(TenantStatus::new("x\"y", &[DataType::Activities]));
+        status
+            .counters(DataType::Activities)
+            .fetched
+            .store(42, Ordering::Relaxed);
+        let text = render_metrics(&[status], 0);
+        assert!(text.contains(
+            "siem_agent_records_fetched_total{tenant=\"x\\\"y\",data_type=\"activities\"} 42"
+        ));
+        let ones = text
+            .lines()
+            .filter(|l| l.starts_with("siem_agent_link_state") && l.ends_with(" 1"))
+            .count();
+        assert_eq!(ones, 2, "one state per direction:\n{text}");
+    }
+}
