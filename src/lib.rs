@@ -16,7 +16,6 @@ pub mod logging;
 pub mod memory;
 pub mod parse;
 pub mod pipeline;
-pub mod replay;
 pub mod retry;
 pub mod shutdown;
 pub mod simulator;

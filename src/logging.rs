@@ -17,12 +17,23 @@ use file_rotate::{ContentLimit, FileRotate};
 use tracing_subscriber::fmt::writer::MakeWriterExt as _;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::file::LogPlan;
-
 /// The log file's name in the logs directory (rotated ones get `.1`, `.2`...).
 pub const LOG_FILE_NAME: &str = "siem-agent.log";
 /// Smallest rotation size accepted.
 pub const MIN_LOG_FILE_BYTES: u64 = 4096;
+
+/// Log settings, fixed at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPlan {
+    /// Directory for log files, if any.
+    pub directory: Option<PathBuf>,
+    /// Size at which a file is rotated.
+    pub file_bytes: u64,
+    /// Rotated files kept.
+    pub files: usize,
+    /// Level filter (`info`, `debug`, ...).
+    pub level: String,
+}
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -4,15 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use siem_agent::cef::{Mapping, Encoder};
-use siem_agent::syslog::{HeaderStyle, SyslogHeader};
-
 // The same cases and expectations as the property tests.
-#[path = "../../tests/it/support/cases.rs"]
-#[allow(dead_code)]
-mod cases;
-
-use cases::{encode_single, ActivityCase, AlertCase, CASE_STRINGS};
+use siem_agent::cef::cases::{encode_single, ActivityCase, AlertCase, CASE_STRINGS};
+use siem_agent::cef::{Encoder, Mapping};
+use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 type Input = ([String; CASE_STRINGS], String, String, [i64; 3], u64, bool);
 
@@ -32,11 +27,11 @@ fuzz_target!(|input: Input| {
         let mut strings = strings.to_vec();
         strings[1].push('t'); // a title, so the record is detected as an alert
         let case = AlertCase::from_strings(&strings, numbers, timestamp);
-        message = encode_single(&mut encoder, &case.to_json());
+        message = encode_single(&mut encoder, &case.to_json()).unwrap_or_else(|why| panic!("{why}"));
         case.check(&message, &portal, &version)
     } else {
         let case = ActivityCase::from_strings(&strings, app_id, timestamp);
-        message = encode_single(&mut encoder, &case.to_json());
+        message = encode_single(&mut encoder, &case.to_json()).unwrap_or_else(|why| panic!("{why}"));
         case.check(&message, &portal, &version)
     };
     if let Err(why) = verdict {

@@ -6,6 +6,7 @@
 //! tape, and numbers are formatted on the stack.
 
 pub mod appid;
+pub mod cases;
 pub mod escape;
 pub mod mapping;
 pub mod strict;

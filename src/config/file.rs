@@ -15,23 +15,21 @@
 //! looking their key up in the parsed document.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use simd_json::prelude::*;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::{
-    ConfigError, RunArgs, ServiceOptions, TenantOptions, DEFAULT_CONFIG_FILE,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STATE_DIR,
+use super::build::{build_tenant, RunPlan, ServicePlan};
+use super::cli::{
+    RunArgs, ServiceOptions, TenantOptions, DEFAULT_CONFIG_FILE, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_STATE_DIR,
 };
-use crate::data_type::DataType;
-use crate::pipeline::{RunPlan, ServicePlan};
-use crate::source::cas::client::{ClientConfig, Credentials, Secret, DEFAULT_LOGIN_URL};
+use super::ConfigError;
+use crate::logging::LogPlan;
 
 /// Key of the table every tenant inherits from.
 pub const DEFAULTS_KEY: &str = "defaults";
@@ -50,19 +48,6 @@ const CREDENTIAL_KEYS: [&str; 6] = [
     "client_secret",
     "client_secret_file",
 ];
-
-/// Log settings, fixed at start-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogPlan {
-    /// Directory for log files, if any.
-    pub directory: Option<PathBuf>,
-    /// Size at which a file is rotated.
-    pub file_bytes: u64,
-    /// Rotated files kept.
-    pub files: usize,
-    /// Level filter (`info`, `debug`, ...).
-    pub level: String,
-}
 
 /// Default size at which a log file is rotated.
 pub const DEFAULT_LOG_FILE_BYTES: u64 = 10 << 20;
@@ -383,159 +368,17 @@ fn fingerprint(table: &toml::Table) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// Validates one tenant's merged options into its plan.
-pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunPlan, ConfigError> {
-    let Some(raw_url) = &options.api_url else {
-        return Err(ConfigError::Missing {
-            key: "api_url",
-            flag: "--api-url",
-        });
-    };
-    let api_url = raw_url.trim_end_matches('/').to_owned();
-    let host = api_url
-        .strip_prefix("https://")
-        .or_else(|| api_url.strip_prefix("http://"))
-        .map(|rest| rest.split('/').next().unwrap_or(""))
-        .filter(|host| !host.is_empty())
-        .ok_or_else(|| ConfigError::ApiUrl(raw_url.clone()))?
-        .to_owned();
-    if let Some(output) = &options.output {
-        if output != "-" {
-            return Err(ConfigError::Output(output.clone()));
-        }
-    }
-    let credentials = match (
-        &options.token,
-        &options.token_file,
-        &options.tenant_id,
-        &options.client_id,
-        &options.client_secret,
-        &options.client_secret_file,
-    ) {
-        (Some(token), None, None, ..) => Credentials::Token(Secret::Value(token.clone())),
-        (None, Some(file), None, ..) => Credentials::Token(Secret::File(file.clone())),
-        (None, None, Some(tenant_id), Some(client_id), secret, secret_file) => {
-            let client_secret = match (secret, secret_file) {
-                (Some(value), None) => Secret::Value(value.clone()),
-                (None, Some(file)) => Secret::File(file.clone()),
-                _ => return Err(ConfigError::NoCredentials),
-            };
-            Credentials::Entra {
-                login_url: options
-                    .login_url
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_LOGIN_URL.to_owned()),
-                tenant_id: tenant_id.clone(),
-                client_id: client_id.clone(),
-                client_secret,
-            }
-        }
-        _ => return Err(ConfigError::NoCredentials),
-    };
-    let proxy = options
-        .proxy
-        .as_deref()
-        .map(crate::source::cas::client::parse_proxy)
-        .transpose()
-        .map_err(ConfigError::Proxy)?;
-    let read = |option: &'static str, path: &PathBuf| {
-        std::fs::read(path).map_err(|error| ConfigError::File {
-            option,
-            path: path.clone(),
-            reason: error.to_string(),
-        })
-    };
-    let ca_pem = match &options.api_ca {
-        Some(path) => Some(String::from_utf8_lossy(&read("--api-ca", path)?).into_owned()),
-        None => None,
-    };
-    let mut filters = HashMap::new();
-    for (option, path, kind) in [
-        (
-            "--activities-filter",
-            &options.activities_filter,
-            DataType::Activities,
-        ),
-        ("--alerts-filter", &options.alerts_filter, DataType::Alerts),
-    ] {
-        let Some(path) = path else { continue };
-        let mut bytes = read(option, path)?;
-        let value = simd_json::to_owned_value(&mut bytes).map_err(|error| ConfigError::File {
-            option,
-            path: path.clone(),
-            reason: format!("not JSON: {error}"),
-        })?;
-        if value.as_object().is_none() {
-            return Err(ConfigError::File {
-                option,
-                path: path.clone(),
-                reason: "must be a JSON object of API filters".into(),
-            });
-        }
-        filters.insert(kind, value);
-    }
-    for (kind, table) in [
-        (DataType::Activities, &options.filters.activities),
-        (DataType::Alerts, &options.filters.alerts),
-    ] {
-        let Some(table) = table else { continue };
-        if filters.contains_key(&kind) {
-            return Err(ConfigError::TwoFilters(kind.name()));
-        }
-        let value = simd_json::serde::to_owned_value(table)
-            .map_err(|error| ConfigError::Filter(error.to_string()))?;
-        filters.insert(kind, value);
-    }
-    let mut kinds = Vec::new();
-    for kind in options
-        .data_types
-        .clone()
-        .unwrap_or_else(|| vec![DataType::Alerts, DataType::Activities])
-    {
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
-    if kinds.is_empty() {
-        return Err(ConfigError::NoDataTypes);
-    }
-    let retry_max_delay = options.retry_max_delay.unwrap_or(Duration::from_secs(60));
-    Ok(RunPlan {
-        tenant: options.name.clone().unwrap_or(host),
-        fingerprint,
-        client: ClientConfig {
-            api_url,
-            credentials,
-            proxy,
-            ca_pem,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
-            max_attempts: options
-                .retry_attempts
-                .unwrap_or(crate::source::cas::client::DEFAULT_MAX_ATTEMPTS)
-                .max(1),
-            backoff_base: Duration::from_millis(500).min(retry_max_delay),
-            backoff_cap: retry_max_delay,
-        },
-        requests_per_minute: options
-            .requests_per_minute
-            .unwrap_or(crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE),
-        kinds,
-        filters,
-        backfill: options.backfill.unwrap_or(Duration::from_secs(2 * 86_400)),
-        poll_interval: options.poll_interval.unwrap_or(Duration::from_secs(30)),
-        max_critical_errors: options.max_critical_errors.unwrap_or(10),
-        encoder: options.format.build()?,
-        destination: options.syslog.build()?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
     use super::*;
     use crate::config::Cli;
+    use crate::data_type::DataType;
     use crate::sink::Destination;
-    use clap::Parser as _;
+    use crate::source::cas::client::{Credentials, Secret};
 
     fn write(name: &str, text: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("siem-agent-config-{}", std::process::id()));

@@ -87,8 +87,7 @@ pub struct SimulatorConfig {
 }
 
 /// The API token the simulator accepts unless configured otherwise.
-pub const DEFAULT_TOKEN: &str =
-    "simulator-token-0123456789abcdef0123456789abcdef0123456789abcdef0123";
+pub const DEFAULT_TOKEN: &str = crate::config::cli::DEFAULT_SIMULATOR_TOKEN;
 
 impl SimulatorConfig {
     /// A tenant on loopback (any free port, plain HTTP) whose history starts

@@ -190,6 +190,45 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
     out
 }
 
+/// The answer to a request for `path`: status code, body, content type.
+/// `/healthz` fails (503) while any link of any tenant is in `Connection
+/// error` or `Disconnected`, and names them.
+pub fn answer(
+    path: &str,
+    tenants: &[Arc<TenantStatus>],
+    now_ms: i64,
+) -> (u16, String, &'static str) {
+    match path {
+        "/metrics" => (
+            200,
+            render_metrics(tenants, now_ms),
+            "text/plain; version=0.0.4",
+        ),
+        "/healthz" => {
+            let failing: Vec<String> = tenants
+                .iter()
+                .flat_map(|t| {
+                    Direction::ALL.into_iter().filter_map(|d| {
+                        let state = t.link(d, now_ms).state(now_ms);
+                        matches!(state, State::ConnectionError | State::Disconnected)
+                            .then(|| format!("{} {}: {state}", t.tenant, d.as_str()))
+                    })
+                })
+                .collect();
+            if failing.is_empty() {
+                (200, "ok\n".to_owned(), "text/plain")
+            } else {
+                (503, failing.join("\n") + "\n", "text/plain")
+            }
+        }
+        _ => (
+            404,
+            "not found: try /metrics or /healthz\n".to_owned(),
+            "text/plain",
+        ),
+    }
+}
+
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn escape_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());

@@ -11,7 +11,7 @@ use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::parse::{InputReader, Item};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
-use super::support::cases::{ActivityCase, AlertCase, CASE_STRINGS};
+use siem_agent::cef::cases::{ActivityCase, AlertCase, CASE_STRINGS};
 
 thread_local! {
     // `const` initialisation: no lazy set-up that could itself allocate.

@@ -18,7 +18,7 @@ use siem_agent::simulator::server::DEFAULT_TOKEN;
 use siem_agent::simulator::{Faults, Simulator, SimulatorConfig};
 
 use super::support::bin;
-use super::support::cases::check_one_line;
+use siem_agent::cef::cases::check_one_line;
 
 /// A scratch directory unique to one test.
 pub fn scratch(name: &str) -> PathBuf {

@@ -3,8 +3,8 @@
 
 use std::fs;
 
-use super::support::cases::check_one_line;
 use super::support::{golden, replay, stderr_text, stdout_lines};
+use siem_agent::cef::cases::check_one_line;
 
 fn sample(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

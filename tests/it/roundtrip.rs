@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
-use super::support::cases::{encode_single, ActivityCase, AlertCase, CASE_STRINGS};
+use siem_agent::cef::cases::{encode_single, ActivityCase, AlertCase, CASE_STRINGS};
 
 const PORTAL: &str = "https://tenant.portal.cloudappsecurity.com";
 
@@ -67,7 +67,10 @@ fn encoder(version: &str, portal: &str) -> Encoder {
 
 /// Parses `json` and encodes its single record.
 fn encode(json: &str, version: &str, portal: &str) -> String {
-    encode_single(&mut encoder(version, portal), json)
+    match encode_single(&mut encoder(version, portal), json) {
+        Ok(message) => message,
+        Err(why) => panic!("{why}"),
+    }
 }
 
 proptest! {

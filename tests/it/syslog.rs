@@ -17,8 +17,8 @@ use siem_agent::syslog::truncate_message;
 
 use super::pull::{assert_all_delivered, run_args, simulator};
 use super::support::bin;
-use super::support::cases::check_one_line;
 use super::support::rsyslog::{Input, Rsyslog};
+use siem_agent::cef::cases::check_one_line;
 
 /// A scratch directory unique to one test.
 fn scratch(name: &str) -> PathBuf {

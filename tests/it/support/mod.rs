@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests.
 
-pub mod cases;
 pub mod rsyslog;
 
 use std::io::Write;

@@ -9,24 +9,15 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
-
 use std::sync::atomic::Ordering;
 
+use super::writer::{spawn_sink, SinkHandle};
 use crate::cef::Encoder;
 use crate::config::{InputSource, ReplayPlan};
+use crate::exit;
 use crate::parse::{InputReader, Item};
-use crate::pipeline::{spawn_sink, SinkHandle};
 use crate::sink::{Destination, SinkError};
 
-/// Exit status when every input was read and valid.
-pub const EXIT_OK: u8 = 0;
-/// Exit status when some input was malformed (sysexits `EX_DATAERR`); every
-/// valid record was still written.
-pub const EXIT_DATA_ERROR: u8 = 65;
-/// Exit status when an input could not be opened or read (`EX_NOINPUT`).
-pub const EXIT_NO_INPUT: u8 = 66;
-/// Exit status when the output could not be written (`EX_IOERR`).
-pub const EXIT_IO_ERROR: u8 = 74;
 /// Output is written when the batch grows past this many bytes.
 pub const BATCH_BYTES: usize = crate::sink::BATCH_BYTES;
 /// Input read buffer size.
@@ -46,16 +37,16 @@ pub struct ReplaySummary {
 }
 
 impl ReplaySummary {
-    /// The process exit status for this outcome.
+    /// The process exit status for this outcome (see [`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         if self.output_failed {
-            EXIT_IO_ERROR
+            exit::OUTPUT
         } else if self.unreadable > 0 {
-            EXIT_NO_INPUT
+            exit::NO_INPUT
         } else if self.problems > 0 {
-            EXIT_DATA_ERROR
+            exit::DATA_ERROR
         } else {
-            EXIT_OK
+            exit::OK
         }
     }
 }

@@ -1,15 +1,17 @@
 //! Records built from arbitrary strings, and what their CEF line must say.
 //!
-//! Shared by the property tests and the `cef_roundtrip` fuzz target (which
-//! includes this file by path), so both hold the encoder to the same
-//! contract: the line is one line, parses strictly, and every mapped field
-//! reads back as the input, except for the documented replacement of
-//! control characters by spaces.
+//! The encoder's contract, written as data: shared by the property tests
+//! and the `cef_roundtrip` fuzz target, so both hold the encoder to the
+//! same rules: the line is one line, parses strictly ([`super::strict`]),
+//! and every mapped field reads back as the input, except for the
+//! documented replacement of control characters by spaces. It is part of
+//! the library (like the strict parser) so that both can reach it; the
+//! agent itself never calls it.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use siem_agent::cef::{strict, Encoder};
-use siem_agent::parse::{InputReader, Item};
+use super::{strict, Encoder};
+use crate::parse::{InputReader, Item};
 use simd_json::json;
 use simd_json::prelude::Writable;
 
@@ -46,17 +48,29 @@ fn take(strings: &[String], index: usize) -> String {
 /// An activity whose mapped fields all come from arbitrary strings.
 #[derive(Debug, Clone)]
 pub struct ActivityCase {
+    /// The record's `_id`.
     pub id: String,
+    /// `eventTypeName`.
     pub event_type_name: String,
+    /// `mainInfo.prettyOperationName`.
     pub pretty_operation_name: String,
+    /// `description`.
     pub description: String,
+    /// `user.userName`.
     pub user_name: String,
+    /// `appName`.
     pub app_name: String,
+    /// `device.clientIP`.
     pub client_ip: String,
+    /// `device.userAgent`.
     pub user_agent: String,
+    /// The names of the two `mainInfo.eventObjects`.
     pub object_names: Vec<String>,
+    /// The two `policies`.
     pub policies: Vec<String>,
+    /// `appId`.
     pub app_id: u64,
+    /// `timestamp` (epoch ms).
     pub timestamp: i64,
 }
 
@@ -182,19 +196,33 @@ impl ActivityCase {
 /// An alert whose mapped fields all come from arbitrary strings.
 #[derive(Debug, Clone)]
 pub struct AlertCase {
+    /// The record's `_id`.
     pub id: String,
+    /// `title`.
     pub title: String,
+    /// `description`.
     pub description: String,
+    /// `URL`.
     pub url: String,
+    /// `policy.policyType`.
     pub policy_type: String,
+    /// The `user` entity's label.
     pub user_label: String,
+    /// The `service` entity's label.
     pub service_label: String,
+    /// The one entry of `audits`.
     pub audit: String,
+    /// The `policyRule` entity's id.
     pub rule_id: String,
+    /// The `ip` entity's id.
     pub ip: String,
+    /// `severityValue`.
     pub severity_value: i64,
+    /// `threatScore`.
     pub threat_score: i64,
+    /// The `service` entity's id.
     pub app_id: u64,
+    /// `timestamp` (epoch ms).
     pub timestamp: i64,
 }
 
@@ -322,21 +350,28 @@ pub fn app_tag(app_id: u64) -> String {
 }
 
 /// Parses `json`, which must hold exactly one valid record, and returns its
-/// encoded message.
-pub fn encode_single(encoder: &mut Encoder, json: &str) -> String {
+/// encoded message; an error says why the input or output was not as
+/// expected.
+pub fn encode_single(encoder: &mut Encoder, json: &str) -> Result<String, String> {
     let mut out = Vec::new();
     let mut records = 0;
+    let mut problems = Vec::new();
     InputReader::new()
         .read(json.as_bytes(), |item| match item {
             Item::Record(record) => {
                 records += 1;
                 encoder.encode(record, &mut out);
             }
-            Item::Problem(problem) => panic!("generated JSON rejected: {problem}"),
+            Item::Problem(problem) => problems.push(problem.to_string()),
         })
-        .expect("reading from memory");
-    assert_eq!(records, 1, "one record in {json}");
-    String::from_utf8(out).expect("output is UTF-8")
+        .map_err(|error| format!("reading from memory: {error}"))?;
+    if let Some(problem) = problems.first() {
+        return Err(format!("generated JSON rejected: {problem}"));
+    }
+    if records != 1 {
+        return Err(format!("{records} records in {json}, expected one"));
+    }
+    String::from_utf8(out).map_err(|error| format!("output is not UTF-8: {error}"))
 }
 
 /// A message must be exactly one line and parse strictly.

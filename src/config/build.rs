@@ -1,0 +1,457 @@
+//! The second step of configuration: options (flags, the config file)
+//! validated once into plans whose fields the rest of the run can trust
+//! ("parse, don't validate"). The plan types live here; the pipeline only
+//! reads them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+
+use super::cli::{FormatOptions, ReplayArgs, SyslogOptions, TenantOptions};
+use super::ConfigError;
+use crate::cef::{Encoder, Mapping};
+use crate::data_type::DataType;
+use crate::sink::relp::DEFAULT_WINDOW;
+use crate::sink::tls::{TlsClient, TlsOptions};
+use crate::sink::{Destination, Protocol, SinkPlan};
+use crate::source::cas::client::{ClientConfig, Credentials, Secret, DEFAULT_LOGIN_URL};
+use crate::syslog::{
+    Framing, HeaderStyle, SyslogHeader, DEFAULT_FACILITY, DEFAULT_UDP_MESSAGE_BYTES,
+    MAX_UDP_MESSAGE_BYTES, MIN_MESSAGE_BYTES,
+};
+
+/// Portal link base used when none is configured.
+pub const DEFAULT_PORTAL_URL: &str = "https://portal.cloudappsecurity.com";
+/// The agent version written into CEF headers by default.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The longest device version the CEF standard allows (characters).
+pub const MAX_AGENT_VERSION_LEN: usize = 31;
+
+/// One tenant, validated.
+#[derive(Debug)]
+pub struct RunPlan {
+    /// Name used for checkpoint and status files, metrics and logs.
+    pub tenant: String,
+    /// Everything the plan was built from, to tell whether a reloaded
+    /// configuration changed this tenant (no secrets in it).
+    pub fingerprint: String,
+    /// How to reach the API.
+    pub client: ClientConfig,
+    /// Requests per minute for the tenant (0: unlimited).
+    pub requests_per_minute: u32,
+    /// Data types to pull, in turn order.
+    pub kinds: Vec<DataType>,
+    /// Extra API filters per data type.
+    pub filters: HashMap<DataType, OwnedValue>,
+    /// How far back a first start (or a return from a long stop) reaches.
+    pub backfill: Duration,
+    /// Wait between polls once a data type has caught up.
+    pub poll_interval: Duration,
+    /// Consecutive critical failures tolerated.
+    pub max_critical_errors: u32,
+    /// The CEF encoder.
+    pub encoder: Encoder,
+    /// Where the lines go.
+    pub destination: Destination,
+}
+
+/// The whole service, validated.
+#[derive(Debug)]
+pub struct ServicePlan {
+    /// The tenants, names unique.
+    pub tenants: Vec<RunPlan>,
+    /// Where checkpoints and status files live.
+    pub state_dir: PathBuf,
+    /// Stop once every data type of every tenant has caught up.
+    pub once: bool,
+    /// How long a shutdown waits for the receivers to confirm what was
+    /// sent before giving up (what is unconfirmed is sent again at the
+    /// next start).
+    pub shutdown_timeout: Duration,
+    /// Where to serve metrics and `/healthz`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Where `replay` reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// Standard input.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+/// A validated `replay` run.
+#[derive(Debug, Clone)]
+pub struct ReplayPlan {
+    /// Inputs in order.
+    pub inputs: Vec<InputSource>,
+    /// The encoder for every record.
+    pub encoder: Encoder,
+    /// Where the lines go.
+    pub destination: Destination,
+}
+
+impl FormatOptions {
+    /// Validates the options into an encoder.
+    pub fn build(&self) -> Result<Encoder, ConfigError> {
+        let version = self.agent_version.as_deref().unwrap_or(AGENT_VERSION);
+        if version.is_empty() || version.chars().count() > MAX_AGENT_VERSION_LEN {
+            return Err(ConfigError::AgentVersion(version.to_owned()));
+        }
+        let portal = self.portal_url.as_deref().unwrap_or(DEFAULT_PORTAL_URL);
+        let has_host = portal
+            .strip_prefix("https://")
+            .or_else(|| portal.strip_prefix("http://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+        if !has_host || portal.chars().any(char::is_control) {
+            return Err(ConfigError::PortalUrl(portal.to_owned()));
+        }
+        let style = self.header.unwrap_or(HeaderStyle::Iso);
+        let hostname = match (&self.hostname, style) {
+            (Some(name), _) => Some(name.clone()),
+            (None, HeaderStyle::Rfc3164 | HeaderStyle::Rfc5424) => machine_hostname(),
+            (None, _) => None,
+        };
+        let facility = self.facility.unwrap_or(DEFAULT_FACILITY);
+        let header = SyslogHeader::new(style, hostname, facility)?;
+        Ok(Encoder::new(
+            version,
+            portal,
+            header,
+            self.data_type.unwrap_or(Mapping::Auto),
+        ))
+    }
+}
+
+impl SyslogOptions {
+    /// Validates the options into a destination.
+    pub fn build(&self) -> Result<Destination, ConfigError> {
+        let Some(host) = &self.host else {
+            let without_host = [
+                ("--syslog-port", self.port.is_some()),
+                ("--syslog-protocol", self.protocol.is_some()),
+                ("--syslog-framing", self.framing.is_some()),
+                ("--syslog-max-message", self.max_message.is_some()),
+                ("--syslog-ca", self.ca.is_some()),
+                ("--syslog-client-cert", self.client_cert.is_some()),
+                ("--syslog-client-key", self.client_key.is_some()),
+                ("--relp-window", self.relp_window.is_some()),
+            ];
+            if let Some((option, _)) = without_host.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::Syslog(format!("{option} needs --syslog-host")));
+            }
+            return Ok(Destination::Stdout);
+        };
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(ConfigError::Syslog(
+                "--syslog-client-cert and --syslog-client-key go together".into(),
+            ));
+        }
+        let bad = |why: String| Err(ConfigError::Syslog(why));
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad(format!(
+                "--syslog-host {host:?} is not a host name or address"
+            ));
+        }
+        let protocol = self.protocol.unwrap_or(Protocol::Tcp);
+        let port = self.port.unwrap_or(protocol.default_port());
+        if port == 0 {
+            return bad("--syslog-port must be 1-65535".into());
+        }
+        let framing = match (protocol, self.framing) {
+            (Protocol::Tcp | Protocol::Tls, Some(framing)) => framing,
+            (Protocol::Tcp, None) => Framing::Lf,
+            (Protocol::Tls, None) => Framing::OctetCounting,
+            (_, None) => Framing::Lf,
+            (_, Some(_)) => {
+                return bad("--syslog-framing applies to tcp and tls only (udp sends one message per datagram; RELP frames its own)".into())
+            }
+        };
+        let max_message = match (protocol, self.max_message) {
+            (Protocol::Udp, None) => Some(DEFAULT_UDP_MESSAGE_BYTES),
+            (Protocol::Udp, Some(n)) if !(MIN_MESSAGE_BYTES..=MAX_UDP_MESSAGE_BYTES).contains(&n) => {
+                return bad(format!(
+                    "--syslog-max-message {n}: for udp it must be {MIN_MESSAGE_BYTES} to {MAX_UDP_MESSAGE_BYTES}"
+                ))
+            }
+            (_, Some(n)) if n < MIN_MESSAGE_BYTES => {
+                return bad(format!(
+                    "--syslog-max-message {n}: must be at least {MIN_MESSAGE_BYTES}"
+                ))
+            }
+            (_, limit) => limit,
+        };
+        let tls_options = TlsOptions {
+            ca_file: self.ca.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        };
+        let tls = if protocol.uses_tls() {
+            Some(TlsClient::build(host, &tls_options)?)
+        } else {
+            if self.ca.is_some() || self.client_cert.is_some() {
+                return bad(
+                    "--syslog-ca and --syslog-client-cert need --syslog-protocol tls or relp-tls"
+                        .into(),
+                );
+            }
+            None
+        };
+        let relp_window = self.relp_window.unwrap_or(DEFAULT_WINDOW);
+        if relp_window == 0 || relp_window > 100_000 {
+            return bad(format!("--relp-window {relp_window} must be 1 to 100000"));
+        }
+        Ok(Destination::Syslog(SinkPlan {
+            host: host.to_owned(),
+            port,
+            protocol,
+            framing,
+            max_message,
+            tls,
+            relp_window,
+        }))
+    }
+}
+
+impl ReplayArgs {
+    /// Validates the options into a plan.
+    pub fn build(&self) -> Result<ReplayPlan, ConfigError> {
+        let inputs = if self.files.is_empty() {
+            vec![InputSource::Stdin]
+        } else {
+            self.files
+                .iter()
+                .map(|path| {
+                    if path.as_os_str() == "-" {
+                        InputSource::Stdin
+                    } else {
+                        InputSource::File(path.clone())
+                    }
+                })
+                .collect()
+        };
+        Ok(ReplayPlan {
+            inputs,
+            encoder: self.format.build()?,
+            destination: self.syslog.build()?,
+        })
+    }
+}
+
+/// This machine's host name, if it is valid in a syslog header (the first
+/// label only when the full name has characters syslog disallows).
+fn machine_hostname() -> Option<String> {
+    let name = gethostname::gethostname().into_string().ok()?;
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic());
+    valid.then_some(name)
+}
+
+/// Validates one tenant's merged options into its plan.
+pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunPlan, ConfigError> {
+    let Some(raw_url) = &options.api_url else {
+        return Err(ConfigError::Missing {
+            key: "api_url",
+            flag: "--api-url",
+        });
+    };
+    let api_url = raw_url.trim_end_matches('/').to_owned();
+    let host = api_url
+        .strip_prefix("https://")
+        .or_else(|| api_url.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| ConfigError::ApiUrl(raw_url.clone()))?
+        .to_owned();
+    if let Some(output) = &options.output {
+        if output != "-" {
+            return Err(ConfigError::Output(output.clone()));
+        }
+    }
+    let credentials = match (
+        &options.token,
+        &options.token_file,
+        &options.tenant_id,
+        &options.client_id,
+        &options.client_secret,
+        &options.client_secret_file,
+    ) {
+        (Some(token), None, None, ..) => Credentials::Token(Secret::Value(token.clone())),
+        (None, Some(file), None, ..) => Credentials::Token(Secret::File(file.clone())),
+        (None, None, Some(tenant_id), Some(client_id), secret, secret_file) => {
+            let client_secret = match (secret, secret_file) {
+                (Some(value), None) => Secret::Value(value.clone()),
+                (None, Some(file)) => Secret::File(file.clone()),
+                _ => return Err(ConfigError::NoCredentials),
+            };
+            Credentials::Entra {
+                login_url: options
+                    .login_url
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_LOGIN_URL.to_owned()),
+                tenant_id: tenant_id.clone(),
+                client_id: client_id.clone(),
+                client_secret,
+            }
+        }
+        _ => return Err(ConfigError::NoCredentials),
+    };
+    let proxy = options
+        .proxy
+        .as_deref()
+        .map(crate::source::cas::client::parse_proxy)
+        .transpose()
+        .map_err(ConfigError::Proxy)?;
+    let read = |option: &'static str, path: &PathBuf| {
+        std::fs::read(path).map_err(|error| ConfigError::File {
+            option,
+            path: path.clone(),
+            reason: error.to_string(),
+        })
+    };
+    let ca_pem = match &options.api_ca {
+        Some(path) => Some(String::from_utf8_lossy(&read("--api-ca", path)?).into_owned()),
+        None => None,
+    };
+    let mut filters = HashMap::new();
+    for (option, path, kind) in [
+        (
+            "--activities-filter",
+            &options.activities_filter,
+            DataType::Activities,
+        ),
+        ("--alerts-filter", &options.alerts_filter, DataType::Alerts),
+    ] {
+        let Some(path) = path else { continue };
+        let mut bytes = read(option, path)?;
+        let value = simd_json::to_owned_value(&mut bytes).map_err(|error| ConfigError::File {
+            option,
+            path: path.clone(),
+            reason: format!("not JSON: {error}"),
+        })?;
+        if value.as_object().is_none() {
+            return Err(ConfigError::File {
+                option,
+                path: path.clone(),
+                reason: "must be a JSON object of API filters".into(),
+            });
+        }
+        filters.insert(kind, value);
+    }
+    for (kind, table) in [
+        (DataType::Activities, &options.filters.activities),
+        (DataType::Alerts, &options.filters.alerts),
+    ] {
+        let Some(table) = table else { continue };
+        if filters.contains_key(&kind) {
+            return Err(ConfigError::TwoFilters(kind.name()));
+        }
+        let value = simd_json::serde::to_owned_value(table)
+            .map_err(|error| ConfigError::Filter(error.to_string()))?;
+        filters.insert(kind, value);
+    }
+    let mut kinds = Vec::new();
+    for kind in options
+        .data_types
+        .clone()
+        .unwrap_or_else(|| vec![DataType::Alerts, DataType::Activities])
+    {
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        return Err(ConfigError::NoDataTypes);
+    }
+    let retry_max_delay = options.retry_max_delay.unwrap_or(Duration::from_secs(60));
+    Ok(RunPlan {
+        tenant: options.name.clone().unwrap_or(host),
+        fingerprint,
+        client: ClientConfig {
+            api_url,
+            credentials,
+            proxy,
+            ca_pem,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            max_attempts: options
+                .retry_attempts
+                .unwrap_or(crate::source::cas::client::DEFAULT_MAX_ATTEMPTS)
+                .max(1),
+            backoff_base: Duration::from_millis(500).min(retry_max_delay),
+            backoff_cap: retry_max_delay,
+        },
+        requests_per_minute: options
+            .requests_per_minute
+            .unwrap_or(crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE),
+        kinds,
+        filters,
+        backfill: options.backfill.unwrap_or(Duration::from_secs(2 * 86_400)),
+        poll_interval: options.poll_interval.unwrap_or(Duration::from_secs(30)),
+        max_critical_errors: options.max_critical_errors.unwrap_or(10),
+        encoder: options.format.build()?,
+        destination: options.syslog.build()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::config::cli::{Cli, Command};
+    use crate::syslog::HeaderError;
+
+    fn format(args: &[&str]) -> Result<Encoder, ConfigError> {
+        let mut argv = vec!["siem-agent", "replay"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
+        let Some(Command::Replay(replay)) = cli.command else {
+            panic!("parsed as replay")
+        };
+        replay.format.build()
+    }
+
+    #[test]
+    fn defaults_build() {
+        assert!(format(&[]).is_ok());
+        assert!(format(&["--header", "rfc5424"]).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(matches!(
+            format(&["--agent-version", ""]),
+            Err(ConfigError::AgentVersion(_))
+        ));
+        assert!(matches!(
+            format(&["--portal-url", "portal.example.com"]),
+            Err(ConfigError::PortalUrl(_))
+        ));
+        assert!(matches!(
+            format(&["--hostname", "two words"]),
+            Err(ConfigError::Header(HeaderError::Hostname(_)))
+        ));
+        assert!(matches!(
+            format(&["--facility", "24"]),
+            Err(ConfigError::Header(HeaderError::Facility(24)))
+        ));
+    }
+
+    #[test]
+    fn dash_means_stdin() {
+        let cli = Cli::try_parse_from(["siem-agent", "replay", "a.json", "-"]).expect("parses");
+        let Some(Command::Replay(replay)) = cli.command else {
+            panic!("parsed as replay")
+        };
+        let plan = replay.build().expect("valid");
+        assert_eq!(
+            plan.inputs,
+            [InputSource::File("a.json".into()), InputSource::Stdin]
+        );
+    }
+}

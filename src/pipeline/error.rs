@@ -1,0 +1,74 @@
+//! Why a run of the service stopped, and the exit status each reason
+//! maps to (see [`crate::exit`]).
+
+use std::io;
+
+use crate::exit;
+use crate::sink::SinkError;
+use crate::source::cas::client::FetchError;
+use crate::state::checkpoint::CheckpointError;
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The credentials were rejected before anything was fetched.
+    #[error("{tenant}: {source}")]
+    InvalidToken {
+        /// The tenant.
+        tenant: String,
+        /// The rejection.
+        source: FetchError,
+    },
+    /// The HTTP client could not be built from the configuration.
+    #[error("{tenant}: cannot set up the API client: {source}")]
+    ClientSetup {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        source: FetchError,
+    },
+    /// Consecutive critical failures reached the configured limit.
+    #[error("{tenant}: Too many critical errors: {count} consecutive failures; the last: {last}")]
+    TooManyCriticalErrors {
+        /// The tenant.
+        tenant: String,
+        /// How many.
+        count: u32,
+        /// The last one.
+        last: String,
+    },
+    /// A checkpoint could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The output failed.
+    #[error(transparent)]
+    Output(SinkError),
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Spawn(io::Error),
+    /// A thread panicked (a bug: please report it).
+    #[error("internal error: the {0} thread panicked")]
+    Panicked(&'static str),
+    /// The metrics address cannot be listened on.
+    #[error("--metrics-listen {address}: {reason}")]
+    Metrics {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl RunError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::InvalidToken { .. } => exit::INVALID_TOKEN,
+            RunError::ClientSetup { .. } | RunError::Metrics { .. } => exit::CLIENT_SETUP,
+            RunError::TooManyCriticalErrors { .. } => exit::TOO_MANY_ERRORS,
+            RunError::Checkpoint(_) => exit::CHECKPOINT,
+            RunError::Output(_) | RunError::Spawn(_) => exit::OUTPUT,
+            RunError::Panicked(_) => exit::INTERNAL,
+        }
+    }
+}

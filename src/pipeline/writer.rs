@@ -1,0 +1,195 @@
+//! The writer thread ([`crate::sink`] does the writing) and the encoder's
+//! handle on it: the batch channel, the channel of confirmed batches, and a
+//! pool of empty batches so that steady state does not allocate them.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::sink::{
+    Batch, Destination, Feed, SinkError, SinkHealth, SyslogWriter, WriterStopped, BATCH_BYTES,
+};
+
+/// Batches waiting in the channel to the writer.
+pub const SINK_CHANNEL_BATCHES: usize = 8;
+/// Room a new batch has beyond [`BATCH_BYTES`] for the line that crosses
+/// it, so that it does not grow.
+pub const BATCH_SLACK_BYTES: usize = 16 << 10;
+/// Smallest capacity a shrunk buffer keeps.
+pub const MIN_BUFFER_BYTES: usize = 16 << 10;
+
+/// The running writer thread and both ends the producer uses.
+pub struct SinkHandle {
+    feed: Option<Feed>,
+    returned: Receiver<Batch>,
+    thread: Option<JoinHandle<Result<(), SinkError>>>,
+    /// The writer's state and counters.
+    pub health: Arc<SinkHealth>,
+    /// Empty batches to reuse.
+    spare: Vec<Batch>,
+    /// Tickets of batches [`Self::batch`] took back from the writer, not
+    /// yet settled by the producer.
+    confirmed: Vec<u64>,
+}
+
+/// Starts the writer thread for `destination`; `label` names it in log
+/// lines (the tenant).
+pub fn spawn_sink(destination: Destination, label: &str) -> Result<SinkHandle, SinkError> {
+    match destination {
+        Destination::Stdout => spawn_writer("writer-stdout", |batches, returned, health| {
+            crate::sink::write_stdout(batches, returned, &mut io::stdout().lock(), health)
+        }),
+        Destination::Syslog(plan) => {
+            let health = Arc::new(SinkHealth::default());
+            let writer = SyslogWriter::new(plan, Arc::clone(&health), label)?;
+            let waker = writer.waker();
+            start(
+                "writer-syslog",
+                health,
+                Some(waker),
+                move |batches, returned, _| writer.run(batches, returned),
+            )
+        }
+    }
+}
+
+/// Starts a writer thread named `name` that runs `write`: it takes batches
+/// from the first channel, hands each back on the second once its lines
+/// are confirmed, and keeps the health's counters. [`spawn_sink`] uses it
+/// for stdout; tests and benchmarks use it to stand in for a receiver.
+pub fn spawn_writer<W>(name: &str, write: W) -> Result<SinkHandle, SinkError>
+where
+    W: FnOnce(Receiver<Batch>, Sender<Batch>, &SinkHealth) -> Result<(), SinkError>
+        + Send
+        + 'static,
+{
+    start(name, Arc::new(SinkHealth::default()), None, write)
+}
+
+/// Makes the channels and starts the thread; `waker` wakes the writer's
+/// event loop when a batch is sent (a blocking writer needs none).
+fn start<W>(
+    name: &str,
+    health: Arc<SinkHealth>,
+    waker: Option<Arc<mio::Waker>>,
+    write: W,
+) -> Result<SinkHandle, SinkError>
+where
+    W: FnOnce(Receiver<Batch>, Sender<Batch>, &SinkHealth) -> Result<(), SinkError>
+        + Send
+        + 'static,
+{
+    let (batches_in, batches_out) = crossbeam_channel::bounded(SINK_CHANNEL_BATCHES);
+    let (returned_in, returned) = crossbeam_channel::unbounded();
+    let thread_health = Arc::clone(&health);
+    let thread = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || write(batches_out, returned_in, &thread_health))
+        .map_err(SinkError::Spawn)?;
+    Ok(SinkHandle {
+        feed: Some(Feed::new(batches_in, waker)),
+        returned,
+        thread: Some(thread),
+        health,
+        spare: Vec::new(),
+        confirmed: Vec::new(),
+    })
+}
+
+impl SinkHandle {
+    /// An empty batch: a returned one when there is one. Without a spare,
+    /// it takes back what the writer has confirmed meanwhile (their tickets
+    /// wait for the producer to settle them); only then is a batch allocated,
+    /// at full size. A backfill page fills about 16 batches, and allocating
+    /// and growing new ones cost page faults and `mremap` TLB shootdowns
+    /// (5% of the encode thread in `perf`).
+    pub fn batch(&mut self) -> Batch {
+        if self.spare.is_empty() {
+            while let Ok(batch) = self.returned.try_recv() {
+                if batch.ticket != 0 {
+                    self.confirmed.push(batch.ticket);
+                }
+                self.recycle(batch);
+            }
+        }
+        let mut batch = self.spare.pop().unwrap_or_else(|| Batch {
+            bytes: Vec::with_capacity(BATCH_BYTES + BATCH_SLACK_BYTES),
+            ticket: 0,
+        });
+        batch.bytes.clear();
+        batch.ticket = 0;
+        batch
+    }
+
+    /// Keeps a returned batch's buffer for reuse (a few are enough). A
+    /// buffer much larger than what it carried (a tail after a backfill)
+    /// shrinks first.
+    pub fn recycle(&mut self, mut batch: Batch) {
+        let used = batch.bytes.len();
+        if used < MIN_BUFFER_BYTES {
+            // Tailing: one more spare batch is plenty, and small; the
+            // others were for a backfill.
+            self.spare.truncate(1);
+            for spare in &mut self.spare {
+                spare.bytes.clear();
+                spare.bytes.shrink_to(MIN_BUFFER_BYTES);
+            }
+        }
+        if self.spare.len() < SINK_CHANNEL_BATCHES {
+            if batch.bytes.capacity() > 4 * used.max(MIN_BUFFER_BYTES) {
+                batch.bytes.shrink_to((2 * used).max(MIN_BUFFER_BYTES));
+            }
+            self.spare.push(batch);
+        }
+    }
+
+    /// Sends a batch, blocking while the writer is behind. On failure the
+    /// writer has stopped: [`finish`](Self::finish) says why.
+    pub fn send(&mut self, batch: Batch) -> Result<(), WriterStopped> {
+        let Some(feed) = &self.feed else {
+            return Err(WriterStopped);
+        };
+        // Counted before the send: the writer may take it at once.
+        let queued = &self.health.counters.queued;
+        queued.fetch_add(1, Ordering::Relaxed);
+        feed.send(batch).map_err(|_| {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            WriterStopped
+        })
+    }
+
+    /// Settles, oldest first, the tickets of the confirmed batches that
+    /// [`batch`](Self::batch) took back; stops at the first error.
+    pub fn settle_taken_back<E>(
+        &mut self,
+        mut settle: impl FnMut(u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // The list keeps its allocation from one page to the next.
+        let mut tickets = std::mem::take(&mut self.confirmed);
+        let settled = tickets.iter().try_for_each(|&ticket| settle(ticket));
+        tickets.clear();
+        self.confirmed = tickets;
+        settled
+    }
+
+    /// Batches the writer has confirmed.
+    pub fn returned(&self) -> &Receiver<Batch> {
+        &self.returned
+    }
+
+    /// Closes the channel and waits until the writer has confirmed
+    /// everything (forever, if the receiver never comes back, unless the
+    /// writer is abandoned), returning the batches confirmed meanwhile.
+    pub fn finish(&mut self) -> Result<Vec<Batch>, SinkError> {
+        drop(self.feed.take());
+        let result = match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or(Err(SinkError::Panicked)),
+            None => Ok(()),
+        };
+        let returned = self.returned.try_iter().collect();
+        result.map(|()| returned)
+    }
+}
