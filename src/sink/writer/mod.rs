@@ -1,0 +1,470 @@
+//! The syslog writer's event loop on mio: one socket, non-blocking connect,
+//! writes until `WouldBlock`, confirmation tracking, and reconnects.
+//!
+//! Batches wait in `pending` from the moment they are taken off the channel
+//! until every line in them is confirmed. For each batch the loop keeps two
+//! offsets, both on line boundaries: how far it has been handed to the
+//! connection (`framed`) and how far it is confirmed (`confirmed`). When a
+//! connection fails, `framed` falls back to `confirmed` and the rest is
+//! sent again on the next connection.
+//!
+//! What confirms a line depends on the transport:
+//! - TCP and TLS: the bytes are written in chunks; after a chunk is
+//!   completely in the socket, a *mark* records the connection's byte count
+//!   at its end. A mark is reached once the peer's TCP stack has
+//!   acknowledged that many bytes (written minus `SIOCOUTQ`). Nothing raises
+//!   an event when an acknowledgement arrives, so the loop polls the queue
+//!   while marks are outstanding, more slowly the longer nothing moves.
+//! - RELP: each message is a transaction; `rsp 200` confirms it.
+//! - UDP: sending is all there is.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::{Events, Poll, Token, Waker};
+
+use super::{
+    Batch, Protocol, SinkError, SinkHealth, SinkPlan, MAX_UNCONFIRMED_BYTES, RECONNECT_BASE,
+    RECONNECT_MAX,
+};
+use crate::retry::Backoff;
+
+mod connect;
+mod link;
+mod relp;
+mod stream;
+#[cfg(test)]
+mod testing;
+mod udp;
+
+use link::{Failure, Link, Phase, Socket};
+
+/// Bytes framed and written as one unit on TCP and TLS.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// First wait before looking at the send queue again after writing.
+const ACK_POLL_MIN: Duration = Duration::from_millis(1);
+/// Longest wait between looks at the send queue while bytes are unconfirmed.
+const ACK_POLL_MAX: Duration = Duration::from_millis(100);
+/// How long a RELP `close` waits for its answer at the end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read buffer for what the receiver sends us.
+const READ_BYTES: usize = 16 * 1024;
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// The writer for one syslog destination. Create it, hand its
+/// [`waker`](Self::waker) to the [`Feed`](super::Feed), and call
+/// [`run`](Self::run) on the writer thread.
+pub struct SyslogWriter {
+    plan: SinkPlan,
+    poll: Poll,
+    waker: Arc<Waker>,
+    health: Arc<SinkHealth>,
+    /// Names the writer in log lines (the tenant).
+    label: String,
+}
+
+impl SyslogWriter {
+    /// Sets up the event loop (no connection is made yet).
+    pub fn new(plan: SinkPlan, health: Arc<SinkHealth>, label: &str) -> Result<Self, SinkError> {
+        let poll = Poll::new().map_err(SinkError::Poll)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(SinkError::Poll)?);
+        health.set_waker(Arc::clone(&waker));
+        Ok(Self {
+            plan,
+            poll,
+            waker,
+            health,
+            label: label.to_owned(),
+        })
+    }
+
+    /// Wakes the loop when a batch has been sent or the channel closed.
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    /// Delivers batches from `batches` until the channel is closed and
+    /// everything taken from it is confirmed; each batch goes back on
+    /// `confirmed` once all its lines are. Connection failures are retried
+    /// forever; only a failure of the event loop itself ends the run early.
+    pub fn run(self, batches: Receiver<Batch>, confirmed: Sender<Batch>) -> Result<(), SinkError> {
+        let mut state = Loop {
+            label: self.label,
+            plan: self.plan,
+            poll: self.poll,
+            health: self.health,
+            batches,
+            confirmed,
+            pending: VecDeque::new(),
+            next_seq: 0,
+            pending_bytes: 0,
+            closed: false,
+            link: None,
+            retry_at: Instant::now(),
+            backoff: Backoff::new(RECONNECT_BASE, RECONNECT_MAX),
+            connected_before: false,
+            chunk: None,
+            frame: Vec::new(),
+            marks: VecDeque::new(),
+            relp_inflight: VecDeque::new(),
+            read_buffer: Vec::new(),
+            ack_poll: ACK_POLL_MIN,
+            udp_failing: false,
+        };
+        state.run()
+    }
+}
+
+/// A batch being delivered.
+struct Pending {
+    batch: Batch,
+    /// Position in the writer's sequence of batches.
+    seq: u64,
+    /// Bytes of the batch handed to the connection (a line boundary).
+    framed: usize,
+    /// Bytes of the batch confirmed (a line boundary).
+    confirmed: usize,
+}
+
+/// Where a chunk's bytes are.
+enum ChunkSource {
+    /// Straight from the batch: LF framing needs no copy.
+    Batch { start: usize },
+    /// Re-framed into `Loop::frame`.
+    Frame,
+}
+
+/// The unit written on TCP and TLS.
+struct Chunk {
+    seq: u64,
+    /// Batch offset after the chunk's last line.
+    end: usize,
+    source: ChunkSource,
+    len: usize,
+    /// Bytes of the chunk the connection has accepted.
+    done: usize,
+}
+
+/// "Confirmed through `end` of batch `seq` once `position` bytes of this
+/// connection are acknowledged."
+struct Mark {
+    position: u64,
+    seq: u64,
+    end: usize,
+}
+
+/// A RELP message awaiting its answer.
+struct RelpInFlight {
+    txnr: u32,
+    seq: u64,
+    end: usize,
+    answered: bool,
+}
+
+struct Loop {
+    plan: SinkPlan,
+    poll: Poll,
+    health: Arc<SinkHealth>,
+    label: String,
+    batches: Receiver<Batch>,
+    confirmed: Sender<Batch>,
+    pending: VecDeque<Pending>,
+    next_seq: u64,
+    /// Bytes of all pending batches.
+    pending_bytes: usize,
+    /// The channel is closed: finish what is pending, then stop.
+    closed: bool,
+    link: Option<Link>,
+    retry_at: Instant,
+    backoff: Backoff,
+    connected_before: bool,
+    chunk: Option<Chunk>,
+    /// Framed bytes: the current TCP/TLS chunk, or RELP frames.
+    frame: Vec<u8>,
+    marks: VecDeque<Mark>,
+    relp_inflight: VecDeque<RelpInFlight>,
+    read_buffer: Vec<u8>,
+    ack_poll: Duration,
+    /// The last UDP send failed (the status shows a send error until one
+    /// succeeds).
+    udp_failing: bool,
+}
+
+impl Loop {
+    fn run(&mut self) -> Result<(), SinkError> {
+        let mut events = Events::with_capacity(16);
+        loop {
+            self.take_batches();
+            if self.closed && self.pending.is_empty() {
+                self.finish();
+                return Ok(());
+            }
+            if self.health.abandoned() {
+                // The producer may be blocked sending to a full channel:
+                // returning drops the receiving end, which unblocks it.
+                return Ok(());
+            }
+            if self.link.is_none() && Instant::now() >= self.retry_at {
+                if let Err(failure) = self.connect() {
+                    self.fail(failure);
+                }
+            }
+            if let Err(failure) = self.progress() {
+                self.fail(failure);
+            }
+            // Delivering may have finished the work, or made room for more.
+            let done = self.closed && self.pending.is_empty();
+            let room = !self.closed
+                && self.pending_bytes < MAX_UNCONFIRMED_BYTES
+                && !self.batches.is_empty();
+            if done || room {
+                continue;
+            }
+            let timeout = self.timeout();
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(SinkError::Poll(error));
+                }
+            }
+            for event in events.iter() {
+                if event.token() != SOCKET {
+                    continue;
+                }
+                if let Some(link) = &mut self.link {
+                    if event.is_writable() {
+                        link.writable = true;
+                    }
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    if let Err(failure) = self.on_readable() {
+                        self.fail(failure);
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long to sleep in `poll`.
+    fn timeout(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let Some(link) = &self.link else {
+            return Some(self.retry_at.saturating_duration_since(now));
+        };
+        if !matches!(link.phase, Phase::Ready) {
+            return Some(link.deadline.saturating_duration_since(now));
+        }
+        if !self.marks.is_empty() {
+            let wait = self.ack_poll;
+            self.ack_poll = (self.ack_poll * 2).min(ACK_POLL_MAX);
+            return Some(wait);
+        }
+        None
+    }
+
+    fn take_batches(&mut self) {
+        while !self.closed && self.pending_bytes < MAX_UNCONFIRMED_BYTES {
+            match self.batches.try_recv() {
+                Ok(batch) => {
+                    self.health
+                        .counters
+                        .queued
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    self.pending_bytes += batch.bytes.len();
+                    self.pending.push_back(Pending {
+                        batch,
+                        seq: self.next_seq,
+                        framed: 0,
+                        confirmed: 0,
+                    });
+                    self.next_seq += 1;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.closed = true,
+            }
+        }
+        // Empty batches are confirmed as soon as their turn comes.
+        self.release();
+    }
+
+    /// Gives up the connection: everything not confirmed will be sent again.
+    fn fail(&mut self, failure: Failure) {
+        self.drop_link();
+        self.chunk = None;
+        self.frame.clear();
+        self.marks.clear();
+        self.relp_inflight.clear();
+        self.read_buffer.clear();
+        let mut resent = 0;
+        for pending in &mut self.pending {
+            if pending.framed > pending.confirmed {
+                resent +=
+                    super::line_count(&pending.batch.bytes[pending.confirmed..pending.framed]);
+                pending.framed = pending.confirmed;
+            }
+        }
+        SinkHealth::count(&self.health.counters.resent, resent);
+        let delay = self.backoff.next_delay(None);
+        self.retry_at = Instant::now() + delay;
+        if self
+            .health
+            .set(failure.state, Some(failure.message.clone()))
+        {
+            tracing::warn!(
+                "{}: syslog: {}: {}; {} line(s) waiting; retrying with backoff",
+                self.label,
+                failure.state.describe(),
+                failure.message,
+                self.pending
+                    .iter()
+                    .map(|p| super::line_count(&p.batch.bytes[p.confirmed..]))
+                    .sum::<u64>()
+            );
+        }
+    }
+
+    fn drop_link(&mut self) {
+        if let Some(mut link) = self.link.take() {
+            let registry = self.poll.registry();
+            let _ = match &mut link.socket {
+                Socket::Tcp(stream) => registry.deregister(stream),
+                Socket::Udp(socket) => registry.deregister(socket),
+            };
+        }
+    }
+
+    /// Sends what can be sent and collects confirmations.
+    fn deliver(&mut self) -> Result<(), Failure> {
+        match self.plan.protocol {
+            Protocol::Udp => self.deliver_udp(),
+            Protocol::Relp | Protocol::RelpTls => {
+                self.frame_relp();
+                self.write_frames()
+            }
+            Protocol::Tcp | Protocol::Tls => {
+                self.deliver_stream()?;
+                self.check_acknowledged()
+            }
+        }
+    }
+
+    /// The next line of the first batch with lines not yet handed over:
+    /// (index in `pending`, start, end including the LF).
+    fn next_line(&self) -> Option<(usize, usize, usize)> {
+        let index = self
+            .pending
+            .iter()
+            .position(|p| p.framed < p.batch.bytes.len())?;
+        let pending = &self.pending[index];
+        let bytes = &pending.batch.bytes;
+        let start = pending.framed;
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |at| start + at + 1);
+        Some((index, start, end))
+    }
+
+    /// Batch `seq` is confirmed through byte `end`.
+    fn confirm(&mut self, seq: u64, end: usize) {
+        let Some(front) = self.pending.front() else {
+            return;
+        };
+        let index = usize::try_from(seq.wrapping_sub(front.seq)).unwrap_or(usize::MAX);
+        if let Some(pending) = self.pending.get_mut(index) {
+            if end > pending.confirmed {
+                let newly = &pending.batch.bytes[pending.confirmed..end];
+                SinkHealth::count(&self.health.counters.confirmed, super::line_count(newly));
+                SinkHealth::count(&self.health.counters.confirmed_bytes, newly.len() as u64);
+                pending.confirmed = end;
+            }
+        }
+    }
+
+    /// Returns fully confirmed batches, oldest first.
+    fn release(&mut self) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.confirmed >= p.batch.bytes.len())
+        {
+            if let Some(done) = self.pending.pop_front() {
+                self.pending_bytes -= done.batch.bytes.len();
+                // The producer may have stopped listening; the batch is then done.
+                let _ = self.confirmed.send(done.batch);
+            }
+        }
+    }
+
+    /// Everything is confirmed and nothing more will come: close politely.
+    fn finish(&mut self) {
+        let relp = matches!(self.plan.protocol, Protocol::Relp | Protocol::RelpTls);
+        let Some(link) = &mut self.link else { return };
+        if !matches!(link.phase, Phase::Ready) {
+            return;
+        }
+        if relp {
+            let mut close = Vec::new();
+            crate::sink::relp::write_frame(&mut close, link.txnr, "close", b"");
+            let deadline = Instant::now() + CLOSE_TIMEOUT;
+            let mut written = 0;
+            let mut events = Events::with_capacity(4);
+            while Instant::now() < deadline {
+                while written < close.len() {
+                    match link.write(&close[written..]) {
+                        Ok(n) => written += n,
+                        Err(_) => break,
+                    }
+                }
+                let _ = link.flush();
+                let mut answer = Vec::new();
+                match link.read(&mut answer) {
+                    Ok(true) if answer.is_empty() => {}
+                    // An answer, or the receiver closed: done either way.
+                    _ => break,
+                }
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if self
+                    .poll
+                    .poll(&mut events, Some(wait.min(Duration::from_millis(100))))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        if let Some(tls) = &mut link.tls {
+            tls.send_close_notify();
+            let _ = link.flush();
+        }
+        if let Some(stream) = link.tcp() {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+        // Closing a socket with unread bytes in it (TLS session tickets,
+        // say) sends a reset, and a reset can make the receiver drop what
+        // its kernel had already acknowledged. Read until the receiver
+        // closes its side, bounded in time.
+        if link.tcp().is_none() {
+            return;
+        }
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut events = Events::with_capacity(4);
+        let mut discard = Vec::new();
+        while Instant::now() < deadline {
+            discard.clear();
+            match link.read(&mut discard) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => break,
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if self
+                .poll
+                .poll(&mut events, Some(wait.min(Duration::from_millis(100))))
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+}
