@@ -14,7 +14,6 @@
 //! (so no runtime check is needed; see the one `unsafe` call); elsewhere
 //! from a plain loop. Tests check both give the same masks.
 
-use super::page::SplitError;
 
 /// Bytes looked at per step.
 const BLOCK: usize = 64;
@@ -116,11 +115,12 @@ fn prefix_xor(mut bits: u64) -> u64 {
     bits
 }
 
-/// `at` opens a record (`{`): the index just past its closing brace.
+/// `at` opens a record (`{`): the index just past its closing brace, or
+/// `None` when the bytes end first (the page was cut off).
 ///
 /// Only braces are counted. In well-formed JSON brackets nest inside them,
 /// and a record whose brackets do not match fails when it is parsed.
-pub(super) fn record_end(bytes: &[u8], at: usize) -> Result<usize, SplitError> {
+pub(super) fn record_end(bytes: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0usize;
     // All ones while a string is open across a block boundary.
     let mut in_string = 0u64;
@@ -151,14 +151,14 @@ pub(super) fn record_end(bytes: &[u8], at: usize) -> Result<usize, SplitError> {
                 // depth is at least one here.
                 depth -= 1;
                 if depth == 0 {
-                    return Ok(start + offset + 1);
+                    return Some(start + offset + 1);
                 }
             }
             braces &= braces - 1;
         }
         start += BLOCK;
     }
-    Err(SplitError::Truncated(bytes.len()))
+    None
 }
 
 #[cfg(test)]
@@ -169,7 +169,7 @@ mod tests {
     /// The byte-at-a-time definition the block scanner must agree with. A
     /// backslash escapes the next byte wherever it is (outside strings it
     /// is invalid JSON, which the record's parse refuses).
-    fn record_end_bytewise(bytes: &[u8], at: usize) -> Result<usize, SplitError> {
+    fn record_end_bytewise(bytes: &[u8], at: usize) -> Option<usize> {
         let mut depth = 0usize;
         let mut in_string = false;
         let mut i = at;
@@ -181,14 +181,14 @@ mod tests {
                 (false, b'}') => {
                     depth -= 1;
                     if depth == 0 {
-                        return Ok(i + 1);
+                        return Some(i + 1);
                     }
                 }
                 _ => {}
             }
             i += 1;
         }
-        Err(SplitError::Truncated(bytes.len()))
+        None
     }
 
     #[test]
@@ -239,9 +239,9 @@ mod tests {
             let bytes = text.as_bytes();
             let expected = record_end_bytewise(bytes, 0);
             assert_eq!(record_end(bytes, 0), expected, "{text}");
-            assert_eq!(expected, Ok(text.len() - 4), "{text}");
+            assert_eq!(expected, Some(text.len() - 4), "{text}");
             let cut = &bytes[..text.len() - 5];
-            assert_eq!(record_end(cut, 0), Err(SplitError::Truncated(cut.len())));
+            assert_eq!(record_end(cut, 0), None);
         }
     }
 

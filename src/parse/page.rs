@@ -215,7 +215,7 @@ impl SplitPage {
                     SplitError::DataNotRecords
                 });
             }
-            let end = record_end(page, at)?;
+            let end = record_end(page, at).ok_or(SplitError::Truncated(page.len()))?;
             self.records.push(at..end);
             at = skip_space(page, end);
             match page.get(at) {
