@@ -481,7 +481,6 @@ fn main() {
             Some("tcp, LF"),
             Box::new(move || tls_ceiling(batches, total_batches, &tls_for_ceiling)),
         ));
-        let tls = tls.clone();
         cases.push((
             "tls, octet counting",
             Some("tcp, LF"),

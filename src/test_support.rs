@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// A path under the system's temporary directory for one test, unique to
 /// this process, with nothing left at it from an earlier run.
-pub fn scratch_path(test: &str) -> PathBuf {
+pub(crate) fn scratch_path(test: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("siem-agent-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&path);
     let _ = std::fs::remove_file(&path);

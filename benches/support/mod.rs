@@ -14,7 +14,7 @@ use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 /// The encoder `siem-agent run` uses with default settings (ISO header
 /// without a host, this version, the default portal, per-record mapping).
-pub fn default_encoder() -> Encoder {
+pub(crate) fn default_encoder() -> Encoder {
     let header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("header");
     Encoder::new(
         env!("CARGO_PKG_VERSION"),
@@ -25,11 +25,14 @@ pub fn default_encoder() -> Encoder {
 }
 
 /// Slices handed to one `writev` call by the ceiling loops.
-pub const SLICES_PER_CALL: usize = 4;
+pub(crate) const SLICES_PER_CALL: usize = 4;
 
 /// Writes `slices` completely with one `writev` and, for the rest of a
 /// short write (rare on loopback), plain writes. Returns the bytes written.
-pub fn write_all_vectored(stream: &mut TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+pub(crate) fn write_all_vectored(
+    stream: &mut TcpStream,
+    slices: &[IoSlice<'_>],
+) -> io::Result<usize> {
     let mut done = stream.write_vectored(slices)?;
     let mut skip = done;
     for slice in slices {
@@ -47,7 +50,7 @@ pub fn write_all_vectored(stream: &mut TcpStream, slices: &[IoSlice<'_>]) -> io:
 /// User plus system CPU time from a `/proc/.../stat` file:
 /// `/proc/self/stat` for this process, `/proc/thread-self/stat` for the
 /// calling thread. Zero when the file cannot be read.
-pub fn cpu_time(stat_path: &str) -> Duration {
+pub(crate) fn cpu_time(stat_path: &str) -> Duration {
     let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();

@@ -78,11 +78,11 @@ pub mod field {
 
 /// Entity `type` values the alert mapping uses.
 mod entity {
-    pub const USER: &str = "user";
-    pub const ACCOUNT: &str = "account";
-    pub const SERVICE: &str = "service";
-    pub const POLICY_RULE: &str = "policyRule";
-    pub const IP: &str = "ip";
+    pub(super) const USER: &str = "user";
+    pub(super) const ACCOUNT: &str = "account";
+    pub(super) const SERVICE: &str = "service";
+    pub(super) const POLICY_RULE: &str = "policyRule";
+    pub(super) const IP: &str = "ip";
 }
 
 /// Fixed header text.

@@ -189,7 +189,7 @@ fn parse_layers(doc: &Document) -> Result<FileLayers, ConfigError> {
             }
         }
     }
-    let service = part(doc, Spanned::new(span.clone(), DeValue::Table(service)), "")?;
+    let service = part(doc, Spanned::new(span, DeValue::Table(service)), "")?;
     let defaults = match defaults {
         Some(value) => part(doc, value, DEFAULTS_KEY)?,
         None => TenantOptions::default(),

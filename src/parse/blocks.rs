@@ -14,7 +14,6 @@
 //! (so no runtime check is needed; see the one `unsafe` call); elsewhere
 //! from a plain loop. Tests check both give the same masks.
 
-
 /// Bytes looked at per step.
 const BLOCK: usize = 64;
 

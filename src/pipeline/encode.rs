@@ -5,7 +5,7 @@
 //!
 //! [`EncodeStage`] is the per-page work with no thread of its own, so
 //! tests and benchmarks drive the real path with a page and a sink; the
-//! thread ([`EncodeLoop`]) adds the page channel, the verdicts, the buffer
+//! thread adds the page channel, the verdicts, the buffer
 //! recycling and the checkpoints.
 
 use std::collections::VecDeque;

@@ -75,7 +75,7 @@ pub fn run(plan: ReplayPlan, out: &mut dyn Write, diagnostics: &mut dyn Write) -
     let mut replay = Replay {
         encoder,
         reader: InputReader::new(),
-        batch: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+        batch: Vec::with_capacity(BATCH_BYTES + crate::sink::BATCH_SLACK_BYTES),
         out: output,
         output_error: None,
         diagnostics,

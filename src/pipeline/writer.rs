@@ -11,13 +11,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::sink::{
     Batch, Destination, Feed, SinkError, SinkHealth, SyslogWriter, WriterStopped, BATCH_BYTES,
+    BATCH_SLACK_BYTES,
 };
 
 /// Batches waiting in the channel to the writer.
 pub const SINK_CHANNEL_BATCHES: usize = 8;
-/// Room a new batch has beyond [`BATCH_BYTES`] for the line that crosses
-/// it, so that it does not grow.
-pub const BATCH_SLACK_BYTES: usize = 16 << 10;
 /// Smallest capacity a shrunk buffer keeps.
 pub const MIN_BUFFER_BYTES: usize = 16 << 10;
 

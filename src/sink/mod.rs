@@ -37,6 +37,9 @@ use tls::TlsClient;
 
 /// Bytes a producer should put in one batch before sending it.
 pub const BATCH_BYTES: usize = 256 * 1024;
+/// Room a new batch has beyond [`BATCH_BYTES`] for the line that crosses
+/// it, so that it does not grow.
+pub const BATCH_SLACK_BYTES: usize = 16 << 10;
 /// Unconfirmed bytes the writer holds before it stops taking batches.
 pub const MAX_UNCONFIRMED_BYTES: usize = 8 << 20;
 /// Reconnect delays start here and double, with jitter...
@@ -58,10 +61,11 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// An empty batch with room for [`BATCH_BYTES`].
+    /// An empty batch with room for [`BATCH_BYTES`] and the line that
+    /// crosses it.
     pub fn new() -> Self {
         Self {
-            bytes: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+            bytes: Vec::with_capacity(BATCH_BYTES + BATCH_SLACK_BYTES),
             ticket: 0,
         }
     }

@@ -166,7 +166,7 @@ mod tests {
         std::fs::write(&cert, &client.cert_pem).expect("write");
         std::fs::write(&key, &client.key_pem).expect("write");
         let mut options = TlsOptions {
-            ca_file: Some(ca.clone()),
+            ca_file: Some(ca),
             ..TlsOptions::default()
         };
         assert!(TlsClient::build("localhost", &options).is_ok());
@@ -175,7 +175,7 @@ mod tests {
             TlsClient::build("not a host", &options),
             Err(TlsSetupError::ServerName(_))
         ));
-        options.client_cert = Some(cert.clone());
+        options.client_cert = Some(cert);
         assert!(matches!(
             TlsClient::build("localhost", &options),
             Err(TlsSetupError::HalfClientIdentity)

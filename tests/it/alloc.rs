@@ -328,6 +328,12 @@ fn a_page_costs_the_same_allocations_whatever_its_record_count() {
         "allocations per shared page grow with its records: 3 pieces {shared_small}, \
          7 pieces {shared_large}"
     );
-    assert!(one_thread_small < 20, "{one_thread_small} allocations for one page");
-    assert!(shared_small < 40, "{shared_small} allocations for a shared page");
+    assert!(
+        one_thread_small < 20,
+        "{one_thread_small} allocations for one page"
+    );
+    assert!(
+        shared_small < 40,
+        "{shared_small} allocations for a shared page"
+    );
 }

@@ -21,14 +21,14 @@ use super::support::bin;
 use siem_agent::cef::cases::check_one_line;
 
 /// A scratch directory unique to one test.
-pub fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("siem-agent-pull-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
 
-pub fn simulator(history: Duration, activities_per_minute: u64) -> SimulatorConfig {
+pub(crate) fn simulator(history: Duration, activities_per_minute: u64) -> SimulatorConfig {
     let mut config = SimulatorConfig::new(now_ms(), history);
     config.requests_per_minute = None;
     config.activities.per_minute = activities_per_minute;
@@ -37,7 +37,7 @@ pub fn simulator(history: Duration, activities_per_minute: u64) -> SimulatorConf
 }
 
 /// `run` arguments for a simulator, checkpointing under `dir`.
-pub fn run_args(sim: &Simulator, dir: &Path) -> Vec<String> {
+pub(crate) fn run_args(sim: &Simulator, dir: &Path) -> Vec<String> {
     [
         "run",
         "--api-url",
@@ -61,7 +61,7 @@ pub fn run_args(sim: &Simulator, dir: &Path) -> Vec<String> {
 }
 
 /// Starts the agent with stdout to `out` and stderr to `out` + ".err".
-pub fn spawn(args: &[String], out: &Path) -> Child {
+pub(crate) fn spawn(args: &[String], out: &Path) -> Child {
     let stdout = std::fs::File::create(out).expect("output file");
     let stderr = std::fs::File::create(out.with_extension("err")).expect("log file");
     Command::new(bin())
@@ -73,7 +73,7 @@ pub fn spawn(args: &[String], out: &Path) -> Child {
 }
 
 /// Runs to completion with a time bound; returns the process output.
-pub fn run_to_end(args: &[String], out: &Path, limit: Duration) -> Output {
+pub(crate) fn run_to_end(args: &[String], out: &Path, limit: Duration) -> Output {
     let mut child = spawn(args, out);
     let started = Instant::now();
     loop {
@@ -109,7 +109,7 @@ fn run_ok(args: &[String], out: &Path, limit: Duration) -> HashMap<String, u32> 
 
 /// `externalId` of every complete, strictly valid line in the files,
 /// counted.
-pub fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
+pub(crate) fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
     let mut ids = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -128,7 +128,7 @@ pub fn delivered(files: &[PathBuf]) -> HashMap<String, u32> {
 }
 
 /// Ids of every record of `stream` indexed by `until_ms`.
-pub fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
+pub(crate) fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
     let mut ids = Vec::new();
     let mut index = 0;
     while stream.timestamp(index) <= until_ms {
@@ -144,7 +144,11 @@ pub fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> {
     ids
 }
 
-pub fn assert_all_delivered(ids: &HashMap<String, u32>, stream: &StreamConfig, until_ms: i64) {
+pub(crate) fn assert_all_delivered(
+    ids: &HashMap<String, u32>,
+    stream: &StreamConfig,
+    until_ms: i64,
+) {
     let expected = expected_ids(stream, until_ms);
     let missing: Vec<&String> = expected
         .iter()
@@ -214,7 +218,7 @@ fn repeated_kill_9_loses_nothing() {
         let _ = child.wait();
         outputs.push(out);
     }
-    let mut last = args.clone();
+    let mut last = args;
     last.push("--once".into());
     let out = dir.join("final.cef");
     let output = run_to_end(&last, &out, Duration::from_secs(300));
@@ -383,7 +387,7 @@ fn an_entra_token_is_replaced_before_it_expires() {
 }
 
 /// A minimal HTTP CONNECT proxy on loopback that counts tunnels.
-pub fn connect_proxy() -> (String, Arc<AtomicU64>) {
+pub(crate) fn connect_proxy() -> (String, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
     let address = listener.local_addr().expect("address").to_string();
     let tunnels = Arc::new(AtomicU64::new(0));

@@ -39,7 +39,7 @@ pub(crate) fn run(args: RunArgs) -> u8 {
         eprintln!("siem-agent: cannot handle SIGHUP: {error}");
     }
     control.watch = file::config_path(&args).into_iter().collect();
-    let first_log = log.clone();
+    let first_log = log;
     control.rebuild = Some(Box::new(move || {
         let (plan, log) = file::load(&args).map_err(|error| error.to_string())?;
         if log != first_log {

@@ -26,7 +26,7 @@ pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 /// Refresh an Entra token this long before it expires (or at half its
 /// lifetime, for a token issued for less than twice this).
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
-/// Largest response body read (a 5,000-record scan page is about 15 MB).
+/// Largest response body read (a 5,000-record scan page is about 6 MB).
 pub const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
 /// ureq's buffer for response bytes (headers must fit).
 pub const HTTP_INPUT_BUFFER: usize = 32 * 1024;

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-pub mod rsyslog;
+pub(crate) mod rsyslog;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,19 +9,19 @@ use std::process::{Command, Output, Stdio};
 use siem_agent::cef::strict;
 
 /// The built `siem-agent` binary.
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_siem-agent")
 }
 
 /// A file under `tests/golden/`.
-pub fn golden(name: &str) -> PathBuf {
+pub(crate) fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name)
 }
 
 /// Runs `siem-agent replay ARGS`, feeding `stdin` if given.
-pub fn replay(args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub(crate) fn replay(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(bin())
         .arg("replay")
         .args(args)
@@ -61,7 +61,7 @@ pub fn replay(args: &[&str], stdin: Option<&[u8]>) -> Output {
 }
 
 /// stdout as text, split into lines.
-pub fn stdout_lines(output: &Output) -> Vec<String> {
+pub(crate) fn stdout_lines(output: &Output) -> Vec<String> {
     String::from_utf8(output.stdout.clone())
         .expect("output is UTF-8")
         .lines()
@@ -70,13 +70,13 @@ pub fn stdout_lines(output: &Output) -> Vec<String> {
 }
 
 /// stderr as text.
-pub fn stderr_text(output: &Output) -> String {
+pub(crate) fn stderr_text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts two lists of CEF lines are identical; on failure says which line,
 /// where it first differs, and which fields differ.
-pub fn assert_lines_eq(expected: &[String], actual: &[String]) {
+pub(crate) fn assert_lines_eq(expected: &[String], actual: &[String]) {
     let mut report = String::new();
     if expected.len() != actual.len() {
         report.push_str(&format!(

@@ -14,7 +14,7 @@ use siem_agent::simulator::tls::TestPki;
 
 /// What the daemon listens with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// Plain TCP, LF framing only. (By default imtcp reads a message that
     /// starts with a digit as octet-counted, and the default `iso` header
     /// starts with the year: such lines are lost with a framing error.)
@@ -40,7 +40,7 @@ pub enum Input {
 }
 
 /// A running rsyslogd.
-pub struct Rsyslog {
+pub(crate) struct Rsyslog {
     dir: PathBuf,
     conf: PathBuf,
     child: Option<Child>,
@@ -80,7 +80,7 @@ fn rsyslogd() -> &'static str {
 
 impl Rsyslog {
     /// Starts a daemon in a fresh directory named after the test.
-    pub fn start(name: &str, input: Input, pki: Option<&TestPki>) -> Self {
+    pub(crate) fn start(name: &str, input: Input, pki: Option<&TestPki>) -> Self {
         let dir =
             std::env::temp_dir().join(format!("siem-agent-rsyslog-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -167,12 +167,12 @@ impl Rsyslog {
     }
 
     /// The daemon's own messages (for failure reports).
-    pub fn own_log(&self) -> String {
+    pub(crate) fn own_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("rsyslogd.out")).unwrap_or_default()
     }
 
     /// Complete lines received so far.
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         let text = std::fs::read_to_string(&self.output).unwrap_or_default();
         let complete = match text.rfind('\n') {
             Some(end) => &text[..=end],
@@ -182,7 +182,7 @@ impl Rsyslog {
     }
 
     /// Waits (bounded) until at least `count` lines have arrived.
-    pub fn wait_for_lines(&self, count: usize, limit: Duration) -> Vec<String> {
+    pub(crate) fn wait_for_lines(&self, count: usize, limit: Duration) -> Vec<String> {
         let deadline = Instant::now() + limit;
         loop {
             let lines = self.lines();
@@ -201,7 +201,7 @@ impl Rsyslog {
     }
 
     /// Sends a signal (`STOP`, `CONT`) to the daemon.
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.pid())
@@ -211,7 +211,7 @@ impl Rsyslog {
     }
 
     /// `kill -9`, and waits for it to be gone.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -219,7 +219,7 @@ impl Rsyslog {
     }
 
     /// Starts the daemon again with the same configuration and ports.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
