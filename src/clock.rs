@@ -164,11 +164,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn text(mut f: impl FnMut(&mut Vec<u8>)) -> String {
-        let mut out = Vec::new();
-        f(&mut out);
-        String::from_utf8(out).expect("ascii")
-    }
+    use crate::test_support::written as text;
 
     #[test]
     fn iso_strings_are_clamped_to_what_can_be_written() {

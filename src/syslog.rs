@@ -225,11 +225,7 @@ mod tests {
     use super::*;
     use crate::clock::write_iso_time;
 
-    fn text(mut f: impl FnMut(&mut Vec<u8>)) -> String {
-        let mut out = Vec::new();
-        f(&mut out);
-        String::from_utf8(out).expect("ascii")
-    }
+    use crate::test_support::written as text;
 
     #[test]
     fn truncation_keeps_characters_and_escapes_whole() {

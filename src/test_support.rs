@@ -11,3 +11,10 @@ pub(crate) fn scratch_path(test: &str) -> PathBuf {
     let _ = std::fs::remove_file(&path);
     path
 }
+
+/// What `write` appends to an empty buffer, as text.
+pub(crate) fn written(write: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut out = Vec::new();
+    write(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}

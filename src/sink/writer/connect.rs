@@ -11,7 +11,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::Interest;
 
 use super::link::{Failure, Link, Phase, Socket};
-use super::{Chunk, ChunkSource, Loop, CHUNK_BYTES, SOCKET};
+use super::{Chunk, Loop, CHUNK_BYTES, SOCKET};
 use crate::retry::Backoff;
 use crate::sink::{relp, LinkState, Protocol, SinkHealth, RECONNECT_BASE, RECONNECT_MAX};
 
@@ -179,13 +179,7 @@ impl Loop {
             relp::write_frame(&mut self.frame, 1, "open", relp::OPEN_OFFERS.as_bytes());
             link.txnr = relp::next_txnr(1);
             link.phase = Phase::RelpOpening;
-            self.chunk = Some(Chunk {
-                seq: u64::MAX,
-                end: 0,
-                source: ChunkSource::Frame,
-                len: self.frame.len(),
-                done: 0,
-            });
+            self.chunk = Some(Chunk::relp_frames(self.frame.len()));
             return self.write_frames().map_err(|f| Failure::connect(f.message));
         }
         link.phase = Phase::Ready;

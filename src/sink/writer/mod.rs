@@ -150,6 +150,20 @@ struct Chunk {
     done: usize,
 }
 
+impl Chunk {
+    /// The RELP frames in `Loop::frame`, `len` bytes: they carry no batch
+    /// position, since RELP lines are confirmed by their answers.
+    fn relp_frames(len: usize) -> Self {
+        Self {
+            seq: u64::MAX,
+            end: 0,
+            source: ChunkSource::Frame,
+            len,
+            done: 0,
+        }
+    }
+}
+
 /// "Confirmed through `end` of batch `seq` once `position` bytes of this
 /// connection are acknowledged."
 struct Mark {
@@ -424,12 +438,7 @@ impl Loop {
                     // An answer, or the receiver closed: done either way.
                     _ => break,
                 }
-                let wait = deadline.saturating_duration_since(Instant::now());
-                if self
-                    .poll
-                    .poll(&mut events, Some(wait.min(Duration::from_millis(100))))
-                    .is_err()
-                {
+                if !wait_a_little(&mut self.poll, &mut events, deadline) {
                     break;
                 }
             }
@@ -457,14 +466,17 @@ impl Loop {
                 Ok(true) => {}
                 Ok(false) | Err(_) => break,
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            if self
-                .poll
-                .poll(&mut events, Some(wait.min(Duration::from_millis(100))))
-                .is_err()
-            {
+            if !wait_a_little(&mut self.poll, &mut events, deadline) {
                 break;
             }
         }
     }
+}
+
+/// Waits for an event, at most 100 ms and not past `deadline`; false when
+/// polling fails.
+fn wait_a_little(poll: &mut Poll, events: &mut Events, deadline: Instant) -> bool {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    poll.poll(events, Some(wait.min(Duration::from_millis(100))))
+        .is_ok()
 }

@@ -3,7 +3,7 @@
 //! [`crate::sink::relp`]'s).
 
 use super::link::{message, Failure, Phase};
-use super::{Chunk, ChunkSource, Loop, RelpInFlight};
+use super::{Chunk, Loop, RelpInFlight};
 use crate::sink::relp::{self, ServerFrame};
 
 impl Loop {
@@ -80,13 +80,7 @@ impl Loop {
             });
         }
         if !self.frame.is_empty() {
-            self.chunk = Some(Chunk {
-                seq: u64::MAX,
-                end: 0,
-                source: ChunkSource::Frame,
-                len: self.frame.len(),
-                done: 0,
-            });
+            self.chunk = Some(Chunk::relp_frames(self.frame.len()));
         }
     }
 
