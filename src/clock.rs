@@ -140,6 +140,81 @@ fn clock(ms_of_day: u32) -> [u8; 8] {
     text
 }
 
+/// Days since 1970-01-01 of a date in the proleptic Gregorian calendar
+/// (the inverse of [`civil_from_days`], same algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let shifted_month = i64::from((month + 9) % 12);
+    let day_of_year = (153 * shifted_month + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Days in `month` (1-12) of `year`.
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `text` as epoch milliseconds, when it is an ISO 8601 UTC time as
+/// Microsoft Graph writes them: `2021-04-27T12:19:27Z` or with a fraction of
+/// any number of digits (`.7211305`), ending in `Z`. Digits beyond the
+/// millisecond are cut off, never rounded. Anything else (another offset,
+/// no `Z`, a date that does not exist, a year outside 0000-9999) is `None`.
+///
+/// Hand-written because it runs for several fields of every Graph record on
+/// the hot path and must not allocate.
+pub fn parse_iso_utc_ms(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = bytes.get(range)?;
+        part.iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if bytes.len() < 20 || separators.iter().any(|&(at, b)| bytes[at] != b) {
+        return None;
+    }
+    let year = i64::from(digits(0..4)?);
+    let month = digits(5..7)?;
+    let day = digits(8..10)?;
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let millis = match &bytes[19..] {
+        [b'Z'] => 0,
+        [b'.', fraction @ .., b'Z'] if !fraction.is_empty() => {
+            if !fraction.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            // The first three digits, padded: ".5" is 500 ms, ".0451" 45.
+            let mut millis = 0;
+            for position in 0..3 {
+                let digit = fraction.get(position).map_or(0, |b| u32::from(b - b'0'));
+                millis = millis * 10 + digit;
+            }
+            millis
+        }
+        _ => return None,
+    };
+    let seconds = i64::from(hour * 3600 + minute * 60 + second);
+    Some(days_from_civil(year, month, day) * MS_PER_DAY + seconds * 1000 + i64::from(millis))
+}
+
 /// `ms` as `2017-11-28T19:24:55.000Z` (clamped to 0 to
 /// [`MAX_TIMESTAMP_MS`]), for log lines and reports; the encoder uses a
 /// [`DayCache`].
@@ -193,7 +268,70 @@ mod tests {
         }
     }
 
+    #[test]
+    fn graph_times_parse_to_the_millisecond_cut_not_rounded() {
+        assert_eq!(parse_iso_utc_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_iso_utc_ms("2021-04-27T12:19:27.7211305Z"),
+            Some(1_619_525_967_721)
+        );
+        assert_eq!(
+            parse_iso_utc_ms("2026-11-30T10:02:30.9999999Z"),
+            Some(1_796_032_950_999)
+        );
+        assert_eq!(
+            parse_iso_utc_ms("2026-11-30T09:59:12.4Z"),
+            Some(1_796_032_752_400)
+        );
+        assert_eq!(
+            parse_iso_utc_ms("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
+        assert_eq!(
+            parse_iso_utc_ms("9999-12-31T23:59:59.999Z"),
+            Some(MAX_TIMESTAMP_MS)
+        );
+        for bad in [
+            "",
+            "2021-04-27",
+            "2021-04-27T12:19:27",
+            "2021-04-27T12:19:27+00:00",
+            "2021-04-27T12:19:27.Z",
+            "2021-04-27T12:19:27.12aZ",
+            "2021-04-27 12:19:27Z",
+            "2023-02-29T00:00:00Z",
+            "2021-13-01T00:00:00Z",
+            "2021-04-31T00:00:00Z",
+            "2021-04-27T24:00:00Z",
+            "2021-04-27T12:60:00Z",
+            "2021-04-27T12:00:60Z",
+            "-021-04-27T12:00:00Z",
+            "2021-04-27T12:19:27Zjunk",
+            "２０２１-04-27T12:19:27Z",
+        ] {
+            assert_eq!(parse_iso_utc_ms(bad), None, "{bad:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn graph_times_round_trip_through_the_writer(ms in 0..=MAX_TIMESTAMP_MS, extra in 0u32..10_000) {
+            // What the writer prints, with up to four more fraction digits
+            // (Graph sends seven), parses back to the millisecond.
+            let mut text = text(|o| write_iso_time(o, ms));
+            text.pop();
+            text.push_str(&format!("{extra:04}Z"));
+            prop_assert_eq!(parse_iso_utc_ms(&text), Some(ms));
+        }
+
+        #[test]
+        fn graph_times_match_the_time_crate(text in "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?Z") {
+            let reference = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).expect("fits"));
+            prop_assert_eq!(parse_iso_utc_ms(&text), reference, "{}", text);
+        }
+
         #[test]
         fn calendar_matches_time_crate(ms in 0..=MAX_TIMESTAMP_MS) {
             let reference = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -6,15 +6,14 @@
 //! ([`RecordFields::collect`]) instead of one lookup per field, because a
 //! lookup in a parsed tape is a linear scan.
 
-use std::net::Ipv6Addr;
-
-use simd_json::prelude::{TypedValue, ValueAsScalar, ValueIntoString};
+use simd_json::prelude::{ValueAsScalar, ValueIntoString};
 use simd_json::tape::{Object, Value};
-use simd_json::ValueType;
 
-use super::appid;
 use super::escape::{escape_extension, escape_header};
-use super::value::{as_integer, as_unsigned, non_empty_str, write_extension, write_header};
+use super::value::{
+    as_integer, is_empty_text, is_ipv4, is_ipv6, member, members, non_empty_str, write_app_tag,
+    write_extension, write_header, write_id, write_list,
+};
 
 /// Record keys the mapping reads (top level unless noted).
 pub mod field {
@@ -114,14 +113,32 @@ pub fn alert_severity(severity_value: Option<i64>) -> u8 {
     }
 }
 
-/// The kind of a record.
+/// The kind of a record: which mapping writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RecordKind {
-    /// An activity (audit event).
+    /// A legacy API activity (audit event).
     Activity,
-    /// An alert.
+    /// A legacy API alert.
     Alert,
+    /// A Microsoft Graph `alerts_v2` alert.
+    GraphAlert,
+    /// An advanced hunting `CloudAppEvents` row.
+    CloudAppEvent,
 }
+
+/// Keys only a Graph alert has at its top level (a legacy record has none).
+const GRAPH_ALERT_KEYS: [&str; 8] = [
+    "createdDateTime",
+    "lastUpdateDateTime",
+    "alertWebUrl",
+    "detectorId",
+    "evidence",
+    "incidentId",
+    "mitreTechniques",
+    "@odata.type",
+];
+/// Keys only a `CloudAppEvents` row has (column names are PascalCase).
+const CLOUD_APP_EVENT_KEYS: [&str; 3] = ["ReportId", "ActionType", "Timestamp"];
 
 /// The top-level fields of one record that the mapping reads, gathered in
 /// one pass. Absent keys are `None`; values of any type are kept as they are.
@@ -144,6 +161,8 @@ pub struct RecordFields<'t, 'i> {
     audits: Option<Value<'t, 'i>>,
     policy: Option<Value<'t, 'i>>,
     entities: Option<Value<'t, 'i>>,
+    /// A Graph record's kind, when one of its keys gave it away.
+    graph: Option<RecordKind>,
 }
 
 impl<'t, 'i> RecordFields<'t, 'i> {
@@ -170,7 +189,20 @@ impl<'t, 'i> RecordFields<'t, 'i> {
                 field::AUDITS => &mut fields.audits,
                 field::POLICY => &mut fields.policy,
                 field::ENTITIES => &mut fields.entities,
-                _ => continue,
+                other => {
+                    // Legacy records start with `_id`: once it is seen, no
+                    // key needs a second look.
+                    if fields.graph.is_none() && fields.id.is_none() {
+                        fields.graph = if CLOUD_APP_EVENT_KEYS.contains(&other) {
+                            Some(RecordKind::CloudAppEvent)
+                        } else if GRAPH_ALERT_KEYS.contains(&other) {
+                            Some(RecordKind::GraphAlert)
+                        } else {
+                            None
+                        };
+                    }
+                    continue;
+                }
             };
             if slot.is_none() {
                 *slot = Some(value);
@@ -179,9 +211,15 @@ impl<'t, 'i> RecordFields<'t, 'i> {
         fields
     }
 
-    /// Guesses the kind: a `title` together with `severityValue` or
-    /// `entities` means an alert; anything else is an activity.
+    /// Guesses the kind: a record with the legacy `_id` is a legacy record;
+    /// one without it is a Graph record when it has a key only Graph
+    /// records have (a column such as `ReportId`, or `createdDateTime`);
+    /// otherwise a `title` together with `severityValue` or `entities`
+    /// means an alert, and anything else is an activity.
     pub fn detect_kind(&self) -> RecordKind {
+        if let (None, Some(graph)) = (self.id, self.graph) {
+            return graph;
+        }
         if self.title.is_some() && (self.severity_value.is_some() || self.entities.is_some()) {
             RecordKind::Alert
         } else {
@@ -199,8 +237,8 @@ impl<'t, 'i> RecordFields<'t, 'i> {
     /// The CEF severity this record gets.
     pub fn severity(&self, kind: RecordKind) -> u8 {
         match kind {
-            RecordKind::Activity => ACTIVITY_SEVERITY,
             RecordKind::Alert => alert_severity(self.severity_value.and_then(as_integer)),
+            _ => ACTIVITY_SEVERITY,
         }
     }
 }
@@ -241,119 +279,6 @@ impl Prefixes {
             alert_link,
         }
     }
-}
-
-/// Looks up `key` when `value` is an object.
-#[inline(always)]
-fn member<'t, 'i>(value: Option<Value<'t, 'i>>, key: &str) -> Option<Value<'t, 'i>> {
-    let [found] = members(value, [key]);
-    found
-}
-
-/// Looks up several keys of an object in one pass over it (the first
-/// occurrence of a key wins); all `None` when `value` is not an object.
-/// Always inlined, so the constant keys of each call site become inline
-/// comparisons instead of `memcmp` calls.
-#[inline(always)]
-fn members<'t, 'i, const N: usize>(
-    value: Option<Value<'t, 'i>>,
-    keys: [&str; N],
-) -> [Option<Value<'t, 'i>>; N] {
-    let mut found = [None; N];
-    if let Some(object) = value.and_then(|v| v.as_object()) {
-        for (key, member) in object.iter() {
-            if let Some(index) = keys.iter().position(|k| *k == key) {
-                found[index].get_or_insert(member);
-            }
-        }
-    }
-    found
-}
-
-/// Appends the elements of an array value joined by commas, each written by
-/// `write_one`; a scalar counts as a one-element list, anything else as none.
-fn write_list<'t, 'i>(
-    out: &mut Vec<u8>,
-    value: Option<Value<'t, 'i>>,
-    mut write_one: impl FnMut(&mut Vec<u8>, Value<'t, 'i>),
-) {
-    let Some(value) = value else { return };
-    match value.as_array() {
-        Some(items) => {
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_one(out, item);
-            }
-        }
-        None if value.value_type() != ValueType::Object => write_one(out, value),
-        None => {}
-    }
-}
-
-/// An id list element: a scalar as it is, an object by its `id`.
-fn write_id(out: &mut Vec<u8>, item: Value<'_, '_>) {
-    if item.value_type() == ValueType::Object {
-        write_extension(out, member(Some(item), field::ENTITY_ID));
-    } else {
-        write_extension(out, Some(item));
-    }
-}
-
-/// Appends the app id tag for an app id given as a number or a string.
-fn write_app_tag(out: &mut Vec<u8>, app_id: Option<Value<'_, '_>>) {
-    let Some(app_id) = app_id else { return };
-    if let Some(number) = as_unsigned(app_id) {
-        appid::write_tag(out, number);
-    } else if let Some(text) = non_empty_str(Some(app_id)) {
-        match text.parse::<u64>() {
-            Ok(number) => appid::write_tag(out, number),
-            Err(_) => {
-                out.extend_from_slice(appid::TAG_PREFIX);
-                escape_extension(out, text);
-            }
-        }
-    }
-}
-
-/// Whether `text` is a dotted-quad IPv4 address, by the same rules as
-/// `std::net::Ipv4Addr` (no leading zeros, each part 0-255), which a unit
-/// test checks. Hand-written because this runs for every activity and the
-/// general parser was a tenth of the encoding time.
-pub fn is_ipv4(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    if !(7..=15).contains(&bytes.len()) {
-        return false;
-    }
-    let (mut dots, mut digits, mut part) = (0, 0, 0u32);
-    for &byte in bytes {
-        match byte {
-            b'0'..=b'9' => {
-                if digits > 0 && part == 0 {
-                    return false; // leading zero
-                }
-                part = part * 10 + u32::from(byte - b'0');
-                digits += 1;
-                if part > 255 {
-                    return false;
-                }
-            }
-            b'.' if digits > 0 => {
-                dots += 1;
-                digits = 0;
-                part = 0;
-            }
-            _ => return false,
-        }
-    }
-    dots == 3 && digits > 0
-}
-
-/// Whether `text` is an IPv6 address (`std` rules; only tried when the text
-/// has a colon, so IPv4 addresses never pay for it).
-pub fn is_ipv6(text: &str) -> bool {
-    text.contains(':') && text.parse::<Ipv6Addr>().is_ok()
 }
 
 /// Appends the seven header fields and the activity extension.
@@ -524,62 +449,5 @@ pub fn write_alert(out: &mut Vec<u8>, prefixes: &Prefixes, record: &RecordFields
     if let Some(v6) = addresses().find(|a| is_ipv6(a)) {
         out.extend_from_slice(b" c6a1=");
         escape_extension(out, v6);
-    }
-}
-
-/// Null, missing-equivalent, or an empty string.
-fn is_empty_text(value: Value<'_, '_>) -> bool {
-    match value.value_type() {
-        ValueType::String => value.as_str().is_none_or(str::is_empty),
-        ValueType::Null | ValueType::Array | ValueType::Object => true,
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn ipv4_edge_cases_match_std() {
-        for text in [
-            "1.2.3.4",
-            "0.0.0.0",
-            "255.255.255.255",
-            "256.1.1.1",
-            "01.1.1.1",
-            "1.1.1",
-            "1.1.1.1.",
-            ".1.1.1.1",
-            "1..1.1",
-            "1.1.1.1 ",
-            "a.b.c.d",
-            "1.1.1.01",
-            "10.0.0.0",
-            "1.2.3.4:80",
-            "::ffff:1.2.3.4",
-            "",
-            "1234.1.1.1",
-            "100.200.250.255",
-        ] {
-            assert_eq!(
-                is_ipv4(text),
-                text.parse::<std::net::Ipv4Addr>().is_ok(),
-                "{text:?}"
-            );
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn ipv4_matches_std(text in "[0-9.]{0,16}") {
-            prop_assert_eq!(is_ipv4(&text), text.parse::<std::net::Ipv4Addr>().is_ok());
-        }
-
-        #[test]
-        fn ipv4_accepts_every_address(octets in any::<[u8; 4]>()) {
-            prop_assert!(is_ipv4(&std::net::Ipv4Addr::from(octets).to_string()));
-        }
     }
 }

@@ -7,13 +7,17 @@
 
 pub mod appid;
 pub mod cases;
+pub mod cloud_app_event;
 pub mod escape;
+pub mod graph_alert;
 pub mod mapping;
 pub mod strict;
 pub mod value;
 
 use simd_json::tape::Object;
 
+use cloud_app_event::CloudAppEventFields;
+use graph_alert::GraphAlertFields;
 pub use mapping::RecordKind;
 use mapping::{Prefixes, RecordFields};
 
@@ -25,12 +29,18 @@ use crate::syslog::SyslogHeader;
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Mapping {
-    /// Every record is an activity.
+    /// Every record is a legacy API activity.
     Activities,
-    /// Every record is an alert.
+    /// Every record is a legacy API alert.
     Alerts,
-    /// Decide per record: `title` plus `severityValue` or `entities` means an
-    /// alert, anything else an activity.
+    /// Every record is a Microsoft Graph `alerts_v2` alert.
+    GraphAlerts,
+    /// Every record is an advanced hunting `CloudAppEvents` row.
+    CloudAppEvents,
+    /// Decide per record: a record without the legacy `_id` that has a key
+    /// only Graph records have is a Graph alert or event; otherwise `title`
+    /// plus `severityValue` or `entities` means an alert, anything else an
+    /// activity.
     Auto,
 }
 
@@ -62,18 +72,49 @@ impl Encoder {
     /// Appends one message (syslog header and CEF line, no line terminator)
     /// for `record` to `out`, and says which mapping it used.
     pub fn encode(&mut self, record: &Object<'_, '_>, out: &mut Vec<u8>) -> RecordKind {
-        let fields = RecordFields::collect(record);
         let kind = match self.mapping {
             Mapping::Activities => RecordKind::Activity,
             Mapping::Alerts => RecordKind::Alert,
-            Mapping::Auto => fields.detect_kind(),
+            Mapping::GraphAlerts => RecordKind::GraphAlert,
+            Mapping::CloudAppEvents => RecordKind::CloudAppEvent,
+            Mapping::Auto => {
+                let fields = RecordFields::collect(record);
+                let kind = fields.detect_kind();
+                if let RecordKind::Activity | RecordKind::Alert = kind {
+                    self.write_legacy(kind, &fields, out);
+                    return kind;
+                }
+                kind
+            }
         };
-        self.header
-            .write(out, fields.severity(kind), fields.timestamp_ms());
         match kind {
-            RecordKind::Activity => mapping::write_activity(out, &self.prefixes, &fields),
-            RecordKind::Alert => mapping::write_alert(out, &self.prefixes, &fields),
+            RecordKind::Activity | RecordKind::Alert => {
+                self.write_legacy(kind, &RecordFields::collect(record), out);
+            }
+            RecordKind::GraphAlert => {
+                let fields = GraphAlertFields::collect(record);
+                self.header
+                    .write(out, fields.severity(), fields.created_ms());
+                graph_alert::write(out, &self.prefixes, &fields);
+            }
+            RecordKind::CloudAppEvent => {
+                let fields = CloudAppEventFields::collect(record);
+                self.header
+                    .write(out, mapping::ACTIVITY_SEVERITY, fields.timestamp_ms());
+                cloud_app_event::write(out, &self.prefixes, &fields);
+            }
         }
         kind
+    }
+
+    /// Appends a legacy activity or alert.
+    fn write_legacy(&mut self, kind: RecordKind, fields: &RecordFields<'_, '_>, out: &mut Vec<u8>) {
+        self.header
+            .write(out, fields.severity(kind), fields.timestamp_ms());
+        if kind == RecordKind::Alert {
+            mapping::write_alert(out, &self.prefixes, fields);
+        } else {
+            mapping::write_activity(out, &self.prefixes, fields);
+        }
     }
 }

@@ -10,12 +10,17 @@ use simd_json::prelude::{TypedValue, ValueAsScalar, ValueIntoString};
 use simd_json::tape::Value;
 use simd_json::ValueType;
 
+use std::net::Ipv6Addr;
+
+use super::appid;
 use super::escape::{escape_extension, escape_header};
 
 /// Largest float magnitude written as an integer: beyond 2^63 an `f64` can be
 /// integral yet carry dozens of meaningless digits, so those keep the JSON
 /// float notation instead.
 const MAX_INTEGRAL_FLOAT: f64 = 9_223_372_036_854_775_807.0;
+/// Key of the id in an object that stands for an id in a list.
+const ENTITY_ID: &str = "id";
 
 /// The value as a signed integer: JSON integers, and floats that are exactly
 /// integral (`1.5e12`), are accepted; anything else is `None`.
@@ -112,8 +117,144 @@ pub fn write_header(out: &mut Vec<u8>, value: Value<'_, '_>) {
     write_scalar(out, value, escape_header);
 }
 
+/// Appends a Microsoft Graph time (an ISO 8601 UTC string) as epoch
+/// milliseconds; nothing when it is absent, not a string, or not such a
+/// time (see [`crate::clock::parse_iso_utc_ms`]).
+pub fn write_time(out: &mut Vec<u8>, value: Option<Value<'_, '_>>) {
+    let ms = value
+        .and_then(|v| v.into_string())
+        .and_then(crate::clock::parse_iso_utc_ms);
+    if let Some(ms) = ms {
+        out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
+    }
+}
+
+/// Looks up `key` when `value` is an object.
+#[inline(always)]
+pub fn member<'t, 'i>(value: Option<Value<'t, 'i>>, key: &str) -> Option<Value<'t, 'i>> {
+    let [found] = members(value, [key]);
+    found
+}
+
+/// Looks up several keys of an object in one pass over it (the first
+/// occurrence of a key wins); all `None` when `value` is not an object.
+/// Always inlined, so the constant keys of each call site become inline
+/// comparisons instead of `memcmp` calls.
+#[inline(always)]
+pub fn members<'t, 'i, const N: usize>(
+    value: Option<Value<'t, 'i>>,
+    keys: [&str; N],
+) -> [Option<Value<'t, 'i>>; N] {
+    let mut found = [None; N];
+    if let Some(object) = value.and_then(|v| v.as_object()) {
+        for (key, member) in object.iter() {
+            if let Some(index) = keys.iter().position(|k| *k == key) {
+                found[index].get_or_insert(member);
+            }
+        }
+    }
+    found
+}
+
+/// Appends the elements of an array value joined by commas, each written by
+/// `write_one`; a scalar counts as a one-element list, anything else as none.
+pub fn write_list<'t, 'i>(
+    out: &mut Vec<u8>,
+    value: Option<Value<'t, 'i>>,
+    mut write_one: impl FnMut(&mut Vec<u8>, Value<'t, 'i>),
+) {
+    let Some(value) = value else { return };
+    match value.as_array() {
+        Some(items) => {
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_one(out, item);
+            }
+        }
+        None if value.value_type() != ValueType::Object => write_one(out, value),
+        None => {}
+    }
+}
+
+/// An id list element: a scalar as it is, an object by its `id`.
+pub fn write_id(out: &mut Vec<u8>, item: Value<'_, '_>) {
+    if item.value_type() == ValueType::Object {
+        write_extension(out, member(Some(item), ENTITY_ID));
+    } else {
+        write_extension(out, Some(item));
+    }
+}
+
+/// Appends the app id tag for an app id given as a number or a string.
+pub fn write_app_tag(out: &mut Vec<u8>, app_id: Option<Value<'_, '_>>) {
+    let Some(app_id) = app_id else { return };
+    if let Some(number) = as_unsigned(app_id) {
+        appid::write_tag(out, number);
+    } else if let Some(text) = non_empty_str(Some(app_id)) {
+        match text.parse::<u64>() {
+            Ok(number) => appid::write_tag(out, number),
+            Err(_) => {
+                out.extend_from_slice(appid::TAG_PREFIX);
+                escape_extension(out, text);
+            }
+        }
+    }
+}
+
+/// Whether `text` is a dotted-quad IPv4 address, by the same rules as
+/// `std::net::Ipv4Addr` (no leading zeros, each part 0-255), which a unit
+/// test checks. Hand-written because this runs for every activity and the
+/// general parser was a tenth of the encoding time.
+pub fn is_ipv4(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if !(7..=15).contains(&bytes.len()) {
+        return false;
+    }
+    let (mut dots, mut digits, mut part) = (0, 0, 0u32);
+    for &byte in bytes {
+        match byte {
+            b'0'..=b'9' => {
+                if digits > 0 && part == 0 {
+                    return false; // leading zero
+                }
+                part = part * 10 + u32::from(byte - b'0');
+                digits += 1;
+                if part > 255 {
+                    return false;
+                }
+            }
+            b'.' if digits > 0 => {
+                dots += 1;
+                digits = 0;
+                part = 0;
+            }
+            _ => return false,
+        }
+    }
+    dots == 3 && digits > 0
+}
+
+/// Whether `text` is an IPv6 address (`std` rules; only tried when the text
+/// has a colon, so IPv4 addresses never pay for it).
+pub fn is_ipv6(text: &str) -> bool {
+    text.contains(':') && text.parse::<Ipv6Addr>().is_ok()
+}
+
+/// Null, an array or object, or an empty string: no text to write.
+pub fn is_empty_text(value: Value<'_, '_>) -> bool {
+    match value.value_type() {
+        ValueType::String => value.as_str().is_none_or(str::is_empty),
+        ValueType::Null | ValueType::Array | ValueType::Object => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn with_value<R>(json: &str, f: impl FnOnce(Value<'_, '_>) -> R) -> R {
@@ -160,5 +301,47 @@ mod tests {
         );
         assert_eq!(with_value("7.0", as_unsigned), Some(7));
         assert_eq!(with_value("-7", as_unsigned), None);
+    }
+
+    #[test]
+    fn ipv4_edge_cases_match_std() {
+        for text in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.1.1.1",
+            "1.1.1",
+            "1.1.1.1.",
+            ".1.1.1.1",
+            "1..1.1",
+            "1.1.1.1 ",
+            "a.b.c.d",
+            "1.1.1.01",
+            "10.0.0.0",
+            "1.2.3.4:80",
+            "::ffff:1.2.3.4",
+            "",
+            "1234.1.1.1",
+            "100.200.250.255",
+        ] {
+            assert_eq!(
+                is_ipv4(text),
+                text.parse::<std::net::Ipv4Addr>().is_ok(),
+                "{text:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ipv4_matches_std(text in "[0-9.]{0,16}") {
+            prop_assert_eq!(is_ipv4(&text), text.parse::<std::net::Ipv4Addr>().is_ok());
+        }
+
+        #[test]
+        fn ipv4_accepts_every_address(octets in any::<[u8; 4]>()) {
+            prop_assert!(is_ipv4(&std::net::Ipv4Addr::from(octets).to_string()));
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! Input parsing: bytes from the API or a file into records, with simd-json.
 //!
-//! Accepted shapes, all of which the API or users' exports produce:
-//! an API page `{"data": [...], "hasNext": ...}`, a JSON array of records, a
-//! single record, or NDJSON where each line is any of those. The shape is
+//! Accepted shapes, all of which the APIs or users' exports produce:
+//! an API page `{"data": [...], "hasNext": ...}`, a Microsoft Graph list
+//! `{"value": [...]}` or hunting result `{"results": [...]}`, a JSON array
+//! of records, a single record, or NDJSON where each line is any of those. The shape is
 //! told from the first non-blank line: if it is a complete JSON value on its
 //! own, the input is NDJSON and is streamed line by line; otherwise the whole
 //! input is one (pretty-printed) document.
@@ -30,8 +31,14 @@ use simd_json::{Buffers, ErrorType, Tape, ValueType, INPUT_PADDING};
 
 /// Key of the record array in an API page.
 pub const PAGE_DATA: &str = "data";
+/// Keys of the record array in Microsoft Graph answers: a list
+/// (`alerts_v2`) and a hunting query's result (`runHuntingQuery`).
+pub const GRAPH_RECORD_ARRAYS: [&str; 2] = ["value", "results"];
 /// Key every record has; an object without it that has `data` is a page.
 pub const RECORD_ID: &str = "_id";
+/// Keys a Graph record has (an alert's `id`, a hunting row's `ReportId`):
+/// an object with one of them is a record, whatever else it holds.
+const GRAPH_RECORD_IDS: [&str; 2] = ["id", "ReportId"];
 
 /// What is wrong with a piece of input.
 #[derive(Debug, thiserror::Error)]
@@ -204,15 +211,24 @@ where
             let Some(object) = root.as_object() else {
                 return;
             };
-            match object.get(PAGE_DATA) {
-                Some(data) if object.get(RECORD_ID).is_none() => {
-                    if data.value_type() == ValueType::Array {
-                        walk_records(data, on_record);
-                    } else {
-                        on_record(Err((1, InputError::DataNotArray(kind_name(data)))));
-                    }
-                }
-                _ => on_record(Ok(&object)),
+            if object.get(RECORD_ID).is_some() {
+                return on_record(Ok(&object));
+            }
+            if let Some(data) = object.get(PAGE_DATA) {
+                return if data.value_type() == ValueType::Array {
+                    walk_records(data, on_record);
+                } else {
+                    on_record(Err((1, InputError::DataNotArray(kind_name(data)))));
+                };
+            }
+            let graph_list = GRAPH_RECORD_ARRAYS
+                .iter()
+                .filter_map(|key| object.get(key))
+                .find(|list| list.value_type() == ValueType::Array)
+                .filter(|_| GRAPH_RECORD_IDS.iter().all(|id| object.get(id).is_none()));
+            match graph_list {
+                Some(list) => walk_records(list, on_record),
+                None => on_record(Ok(&object)),
             }
         }
         _ => on_record(Err((1, InputError::NotAnObject(kind_name(root))))),

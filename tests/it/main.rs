@@ -3,6 +3,7 @@
 
 mod alloc;
 mod golden;
+mod graph_golden;
 mod pull;
 mod replay_cli;
 mod roundtrip;
