@@ -10,6 +10,7 @@ pub mod cases;
 pub mod cloud_app_event;
 pub mod escape;
 pub mod graph_alert;
+pub mod graph_cases;
 pub mod mapping;
 pub mod strict;
 pub mod value;

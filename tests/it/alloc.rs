@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use siem_agent::cef::cases::{ActivityCase, AlertCase, CASE_STRINGS};
+use siem_agent::cef::graph_cases::{CloudAppEventCase, GraphAlertCase, GRAPH_CASE_STRINGS};
 use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::data_type::DataType;
 use siem_agent::parse::page::SplitPage;
@@ -151,6 +152,84 @@ fn encoding_allocates_nothing_per_record() {
         }
         assert_eq!(encoded, 10_000);
         assert_eq!(during_encode, 0, "{style:?}: allocations while encoding");
+    }
+}
+
+/// 4,000 Graph records, alerts and hunting rows, with the same hostile
+/// strings, addresses of both families, known and unknown app ids, and
+/// times across the range, as NDJSON.
+fn varied_graph_records() -> String {
+    let words = [
+        "plain",
+        "a=b",
+        "pipe|",
+        "back\\slash",
+        "line\nbreak",
+        "tab\tx",
+        "ünïcødé ✓",
+        "",
+        "u@x.com",
+    ];
+    let mut ndjson = String::new();
+    for n in 0..4_000usize {
+        let pick = |k: usize| words[(n / (k + 1) + k) % words.len()].repeat(1 + n % 3);
+        let mut strings: Vec<String> = (0..GRAPH_CASE_STRINGS).map(pick).collect();
+        strings[6] = match n % 3 {
+            0 => format!("10.0.{}.{}", n % 256, n / 256 % 256),
+            1 => format!("2001:db8::{n:x}"),
+            _ => "not an ip".to_owned(),
+        };
+        let time = (
+            (n as i64) * 86_400_123 % 253_402_300_799_999,
+            (n % 10_000) as u16,
+        );
+        let json = if n % 2 == 0 {
+            let severity = ["informational", "low", "medium", "high", "unknown"][n % 5];
+            let apps = [Some(10489), (n % 4 != 0).then_some(n as u64)];
+            GraphAlertCase::from_strings(&strings, severity.to_owned(), apps, [time; 4]).to_json()
+        } else {
+            CloudAppEventCase::from_strings(&strings, [20892, 11161, 99_999][n % 3], time).to_json()
+        };
+        ndjson.push_str(&json);
+        ndjson.push('\n');
+    }
+    ndjson
+}
+
+#[test]
+fn encoding_graph_records_allocates_nothing_per_record() {
+    let input = varied_graph_records();
+    for mapping in [Mapping::Auto, Mapping::GraphAlerts, Mapping::CloudAppEvents] {
+        for style in [HeaderStyle::Iso, HeaderStyle::Rfc5424] {
+            let header = SyslogHeader::new(style, Some("host".into()), 16).expect("valid");
+            let mut encoder = Encoder::new("1.0.0", "https://portal.example", header, mapping);
+            let mut reader = InputReader::new();
+            let mut line = Vec::with_capacity(64 * 1024);
+            let mut encoded = 0u64;
+            let mut during_encode = 0u64;
+            for pass in 0..2 {
+                reader
+                    .read(input.as_bytes(), |item| {
+                        let Item::Record(record) = item else {
+                            panic!("generated input is valid")
+                        };
+                        line.clear();
+                        let before = allocations();
+                        encoder.encode(record, &mut line);
+                        let after = allocations();
+                        if pass == 1 {
+                            encoded += 1;
+                            during_encode += after - before;
+                        }
+                    })
+                    .expect("in memory");
+            }
+            assert_eq!(encoded, 4_000);
+            assert_eq!(
+                during_encode, 0,
+                "{mapping:?} {style:?}: allocations while encoding"
+            );
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use siem_agent::cef::{Encoder, Mapping};
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 use siem_agent::cef::cases::{encode_single, ActivityCase, AlertCase, CASE_STRINGS};
+use siem_agent::cef::graph_cases::{CloudAppEventCase, GraphAlertCase, GRAPH_CASE_STRINGS};
 
 const PORTAL: &str = "https://tenant.portal.cloudappsecurity.com";
 
@@ -16,7 +17,7 @@ fn hostile_char() -> impl Strategy<Value = char> {
         3 => any::<char>(),
         2 => prop::sample::select(vec![
             '\\', '=', '|', '\n', '\r', '\t', '\0', '\u{1b}', '\u{7f}', ' ', ',', ':', '"', 'é', '✓',
-            '\u{85}', '\u{2028}', '\u{feff}', '𝄞'
+            '\u{85}', '\u{2028}', '\u{feff}', '𝄞', '@'
         ]),
         3 => prop::char::range('a', 'z'),
     ]
@@ -44,6 +45,48 @@ fn strings() -> impl Strategy<Value = Vec<String>> {
     })
 }
 
+fn graph_strings() -> impl Strategy<Value = Vec<String>> {
+    (
+        prop::collection::vec(field(), GRAPH_CASE_STRINGS),
+        ip_or_text(),
+        ip_or_text(),
+    )
+        .prop_map(|(mut s, first, second)| {
+            // Slots 6 and 9 hold the addresses.
+            s[6] = first;
+            s[9] = second;
+            s
+        })
+}
+
+/// A Graph time: milliseconds over the whole range ISO text can hold,
+/// sometimes at its ends, and four more digits to cut off.
+fn graph_time() -> impl Strategy<Value = (i64, u16)> {
+    (
+        prop_oneof![
+            8 => 0i64..=253_402_300_799_999,
+            1 => Just(0i64),
+            1 => Just(253_402_300_799_999i64),
+        ],
+        0u16..10_000,
+    )
+}
+
+fn graph_severity() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "informational",
+            "low",
+            "medium",
+            "high",
+            "unknown",
+            ""
+        ])
+        .prop_map(str::to_owned),
+        field(),
+    ]
+}
+
 /// The configured agent version (never empty: configuration rejects that)
 /// and portal URL, usually plain, sometimes hostile.
 fn settings() -> impl Strategy<Value = (String, String)> {
@@ -63,6 +106,16 @@ fn settings() -> impl Strategy<Value = (String, String)> {
 fn encoder(version: &str, portal: &str) -> Encoder {
     let header = SyslogHeader::new(HeaderStyle::Iso, Some("host-1".into()), 16).expect("valid");
     Encoder::new(version, portal, header, Mapping::Auto)
+}
+
+/// Parses `json` and encodes its single record with `mapping`.
+fn encode_as(mapping: Mapping, json: &str, version: &str, portal: &str) -> String {
+    let header = SyslogHeader::new(HeaderStyle::Iso, Some("host-1".into()), 16).expect("valid");
+    let mut encoder = Encoder::new(version, portal, header, mapping);
+    match encode_single(&mut encoder, json) {
+        Ok(message) => message,
+        Err(why) => panic!("{why}"),
+    }
 }
 
 /// Parses `json` and encodes its single record.
@@ -106,6 +159,112 @@ proptest! {
         let line = encode(&case.to_json(), &version, &portal);
         if let Err(why) = case.check(&line, &portal, &version) {
             return Err(TestCaseError::fail(format!("{why}\ncase: {case:?}\nline: {line}")));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn graph_alerts_round_trip(
+        strings in graph_strings(),
+        severity in graph_severity(),
+        app_ids in any::<[Option<u64>; 2]>(),
+        times in [graph_time(), graph_time(), graph_time(), graph_time()],
+        (version, portal) in settings(),
+        mapping in prop::sample::select(vec![Mapping::GraphAlerts, Mapping::Auto]),
+    ) {
+        let case = GraphAlertCase::from_strings(&strings, severity, app_ids, times);
+        let line = encode_as(mapping, &case.to_json(), &version, &portal);
+        if let Err(why) = case.check(&line, &version) {
+            return Err(TestCaseError::fail(format!("{why}\ncase: {case:?}\nline: {line}")));
+        }
+    }
+
+    #[test]
+    fn cloud_app_events_round_trip(
+        strings in graph_strings(),
+        app_id in prop_oneof![any::<u64>(), Just(20892u64), Just(11161u64)],
+        time in graph_time(),
+        (version, portal) in settings(),
+        mapping in prop::sample::select(vec![Mapping::CloudAppEvents, Mapping::Auto]),
+    ) {
+        let case = CloudAppEventCase::from_strings(&strings, app_id, time);
+        let line = encode_as(mapping, &case.to_json(), &version, &portal);
+        if let Err(why) = case.check(&line, &version) {
+            return Err(TestCaseError::fail(format!("{why}\ncase: {case:?}\nline: {line}")));
+        }
+    }
+}
+
+/// Values of every JSON type in every mapped Graph field, and huge arrays:
+/// one strict line each, never a panic, whatever the mapping.
+#[test]
+fn graph_records_of_the_wrong_shape_still_give_one_strict_line() {
+    let hostile = [
+        "null".to_owned(),
+        "true".to_owned(),
+        "-1.5e300".to_owned(),
+        "18446744073709551615".to_owned(),
+        "\"\\u0000=|\\n\\r\"".to_owned(),
+        "[]".to_owned(),
+        "{}".to_owned(),
+        format!(
+            "[{}]",
+            vec!["{\"Name\":\"x\",\"appId\":1}"; 5_000].join(",")
+        ),
+    ];
+    let alert_keys = [
+        "id",
+        "title",
+        "description",
+        "severity",
+        "status",
+        "category",
+        "detectorId",
+        "incidentId",
+        "alertWebUrl",
+        "createdDateTime",
+        "lastUpdateDateTime",
+        "firstActivityDateTime",
+        "lastActivityDateTime",
+        "mitreTechniques",
+        "evidence",
+    ];
+    let event_keys = [
+        "Timestamp",
+        "ReportId",
+        "ActionType",
+        "ActivityType",
+        "Application",
+        "ApplicationId",
+        "AccountObjectId",
+        "AccountId",
+        "AccountDisplayName",
+        "IPAddress",
+        "UserAgent",
+        "CountryCode",
+        "ObjectName",
+        "ActivityObjects",
+        "RawEventData",
+    ];
+    for (mapping, keys) in [
+        (Mapping::GraphAlerts, &alert_keys[..]),
+        (Mapping::CloudAppEvents, &event_keys[..]),
+    ] {
+        for value in &hostile {
+            let record = format!(
+                "{{{}}}",
+                keys.iter()
+                    .map(|key| format!("\"{key}\":{value}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let line = encode_as(mapping, &record, "1.0", PORTAL);
+            if let Err(why) = siem_agent::cef::cases::check_one_line(&line) {
+                panic!("{mapping:?} with {value:.40}: {why}");
+            }
         }
     }
 }
