@@ -15,16 +15,24 @@ use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 const ACTIVITY: &str = include_str!("../tests/golden/activity-logout.json");
 /// A page of five alerts from the golden fixtures; the first is benched.
 const ALERTS: &str = include_str!("../tests/golden/alerts-0.102.17.json");
+/// A Microsoft Graph `alerts_v2` page; its first alert is benched.
+const GRAPH_ALERTS: &str = include_str!("../tests/golden/graph-alerts-page.json");
+/// A `runHuntingQuery` result over `CloudAppEvents`; its first row is benched.
+const CLOUD_APP_EVENTS: &str = include_str!("../tests/golden/cloud-app-events-result.json");
 /// Records per page, the API's maximum with an API token.
 const PAGE_RECORDS: usize = 100;
 
 fn encoder() -> Encoder {
+    encoder_with(Mapping::Auto)
+}
+
+fn encoder_with(mapping: Mapping) -> Encoder {
     let header = SyslogHeader::new(HeaderStyle::Iso, None, 16).expect("valid header");
     Encoder::new(
         "0.111.85",
         "https://contoso.portal.cloudappsecurity.com",
         header,
-        Mapping::Auto,
+        mapping,
     )
 }
 
@@ -116,8 +124,8 @@ fn bench_escape(c: &mut Criterion) {
 }
 
 /// Benchmarks encoding the first record of `json`, parsed once.
-fn bench_encode_one(c: &mut Criterion, name: &str, json: &str) {
-    let mut encoder = encoder();
+fn bench_encode_one(c: &mut Criterion, name: &str, json: &str, mapping: Mapping) {
+    let mut encoder = encoder_with(mapping);
     let mut parser = Parser::new();
     let mut input = json.as_bytes().to_vec();
     let mut out = Vec::with_capacity(4096);
@@ -146,8 +154,24 @@ fn bench_encode_one(c: &mut Criterion, name: &str, json: &str) {
 }
 
 fn bench_encode(c: &mut Criterion) {
-    bench_encode_one(c, "activity", ACTIVITY);
-    bench_encode_one(c, "alert", ALERTS);
+    bench_encode_one(c, "activity", ACTIVITY, Mapping::Auto);
+    bench_encode_one(c, "alert", ALERTS, Mapping::Auto);
+    // What `run` does for the Graph data types (the mapping is known), and
+    // what `replay` does without `--data-type` (detected per record).
+    bench_encode_one(c, "graph-alert", GRAPH_ALERTS, Mapping::GraphAlerts);
+    bench_encode_one(c, "graph-alert-detected", GRAPH_ALERTS, Mapping::Auto);
+    bench_encode_one(
+        c,
+        "cloud-app-event",
+        CLOUD_APP_EVENTS,
+        Mapping::CloudAppEvents,
+    );
+    bench_encode_one(
+        c,
+        "cloud-app-event-detected",
+        CLOUD_APP_EVENTS,
+        Mapping::Auto,
+    );
 }
 
 /// Parses and encodes a page, reusing the parser, input and output buffers.
