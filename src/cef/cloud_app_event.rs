@@ -15,7 +15,7 @@ use super::escape::{escape_extension, escape_header};
 use super::mapping::{Prefixes, ACTIVITY_SEVERITY, UNSPECIFIED_ACTIVITY_CLASS};
 use super::value::{
     is_empty_text, is_ipv4, is_ipv6, member, non_empty_str, write_app_tag, write_extension,
-    write_list, write_time,
+    write_list,
 };
 
 /// Column names the mapping reads (top level unless noted).
@@ -123,8 +123,15 @@ fn principal<'i>(value: Option<Value<'_, 'i>>) -> Option<&'i str> {
         .filter(|text| text.contains('@'))
 }
 
-/// Appends the seven header fields and the extension of an event.
-pub fn write(out: &mut Vec<u8>, prefixes: &Prefixes, record: &CloudAppEventFields<'_, '_>) {
+/// Appends the seven header fields and the extension of an event;
+/// `time_ms` is [`CloudAppEventFields::timestamp_ms`], which the caller
+/// already read for the syslog header.
+pub fn write(
+    out: &mut Vec<u8>,
+    prefixes: &Prefixes,
+    record: &CloudAppEventFields<'_, '_>,
+    time_ms: Option<i64>,
+) {
     out.extend_from_slice(&prefixes.header);
     // The class id and the name are both the action; neither may be empty.
     let class = non_empty_str(record.action_type).unwrap_or(UNSPECIFIED_ACTIVITY_CLASS);
@@ -139,7 +146,9 @@ pub fn write(out: &mut Vec<u8>, prefixes: &Prefixes, record: &CloudAppEventField
     write_extension(out, record.report_id);
     out.extend_from_slice(b" rt=");
     let time = out.len();
-    write_time(out, record.timestamp);
+    if let Some(ms) = time_ms {
+        out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
+    }
     let time = time..out.len();
     out.extend_from_slice(b" start=");
     out.extend_from_within(time.clone());

@@ -155,16 +155,63 @@ impl<'t, 'i> GraphAlertFields<'t, 'i> {
             .and_then(|v| v.into_string())
             .and_then(crate::clock::parse_iso_utc_ms)
     }
+}
 
-    /// The evidence items of one `@odata.type`, in order.
-    fn evidence_of(&self, kind: &'static str) -> impl Iterator<Item = Value<'t, 'i>> {
-        self.evidence
-            .and_then(|e| e.as_array())
-            .into_iter()
-            .flat_map(|items| items.iter())
-            .filter(move |item| {
-                member(Some(*item), field::ODATA_TYPE).and_then(|t| t.into_string()) == Some(kind)
-            })
+/// What the line needs of the evidence, found in one pass over it.
+#[derive(Default)]
+struct Evidence<'t, 'i> {
+    /// The first user evidence.
+    user: Option<Value<'t, 'i>>,
+    /// The first cloud application evidence.
+    app: Option<Value<'t, 'i>>,
+    /// The first IPv4 address of the IP evidence.
+    ipv4: Option<&'i str>,
+    /// The first IPv6 address of the IP evidence.
+    ipv6: Option<&'i str>,
+}
+
+/// The `@odata.type` of an evidence item.
+fn evidence_type<'i>(item: Value<'_, 'i>) -> Option<&'i str> {
+    member(Some(item), field::ODATA_TYPE).and_then(|t| t.into_string())
+}
+
+/// The evidence items of the alert, in order.
+fn evidence_items<'t, 'i>(
+    record: &GraphAlertFields<'t, 'i>,
+) -> impl Iterator<Item = Value<'t, 'i>> {
+    record
+        .evidence
+        .and_then(|e| e.as_array())
+        .into_iter()
+        .flat_map(|items| items.iter())
+}
+
+impl<'t, 'i> Evidence<'t, 'i> {
+    fn scan(record: &GraphAlertFields<'t, 'i>) -> Self {
+        let mut found = Self::default();
+        for item in evidence_items(record) {
+            match evidence_type(item) {
+                Some(evidence::USER) => {
+                    found.user.get_or_insert(item);
+                }
+                Some(evidence::CLOUD_APPLICATION) => {
+                    found.app.get_or_insert(item);
+                }
+                Some(evidence::IP) => {
+                    let address =
+                        member(Some(item), field::IP_ADDRESS).and_then(|a| a.into_string());
+                    if let Some(address) = address {
+                        if found.ipv4.is_none() && is_ipv4(address) {
+                            found.ipv4 = Some(address);
+                        } else if found.ipv6.is_none() && is_ipv6(address) {
+                            found.ipv6 = Some(address);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
     }
 }
 
@@ -198,10 +245,11 @@ pub fn write(out: &mut Vec<u8>, prefixes: &Prefixes, record: &GraphAlertFields<'
     write_time(out, record.last_activity);
     out.extend_from_slice(b" msg=");
     write_extension(out, record.description);
+    let evidence = Evidence::scan(record);
     out.extend_from_slice(b" suser=");
     // The first user evidence only, even when the name wanted is empty
     // there.
-    if let Some(user) = record.evidence_of(evidence::USER).next() {
+    if let Some(user) = evidence.user {
         let [principal, account] = members(
             member(Some(user), field::USER_ACCOUNT),
             [field::USER_PRINCIPAL_NAME, field::ACCOUNT_NAME],
@@ -212,18 +260,14 @@ pub fn write(out: &mut Vec<u8>, prefixes: &Prefixes, record: &GraphAlertFields<'
         }
     }
     out.extend_from_slice(b" destinationServiceName=");
-    write_extension(
-        out,
-        record
-            .evidence_of(evidence::CLOUD_APPLICATION)
-            .next()
-            .and_then(|app| member(Some(app), field::DISPLAY_NAME)),
-    );
+    write_extension(out, member(evidence.app, field::DISPLAY_NAME));
     out.extend_from_slice(b" cn1Label=riskScore cn1= cs1Label=portalURL cs1=");
     write_extension(out, record.alert_web_url);
     out.extend_from_slice(b" cs2Label=uniqueServiceAppIds cs2=");
     let mut first = true;
-    for app in record.evidence_of(evidence::CLOUD_APPLICATION) {
+    let apps = evidence_items(record)
+        .filter(|item| evidence_type(*item) == Some(evidence::CLOUD_APPLICATION));
+    for app in apps {
         let before = out.len();
         if !first {
             out.push(b',');
@@ -238,16 +282,11 @@ pub fn write(out: &mut Vec<u8>, prefixes: &Prefixes, record: &GraphAlertFields<'
         }
     }
     out.extend_from_slice(b" cs3Label=relatedAudits cs3= cs4Label=policyIDs cs4=");
-    let addresses = || {
-        record
-            .evidence_of(evidence::IP)
-            .filter_map(|ip| member(Some(ip), field::IP_ADDRESS).and_then(|a| a.into_string()))
-    };
-    if let Some(v4) = addresses().find(|a| is_ipv4(a)) {
+    if let Some(v4) = evidence.ipv4 {
         out.extend_from_slice(b" src=");
         escape_extension(out, v4);
     }
-    if let Some(v6) = addresses().find(|a| is_ipv6(a)) {
+    if let Some(v6) = evidence.ipv6 {
         out.extend_from_slice(b" c6a1=");
         escape_extension(out, v6);
     }

@@ -100,9 +100,9 @@ impl Encoder {
             }
             RecordKind::CloudAppEvent => {
                 let fields = CloudAppEventFields::collect(record);
-                self.header
-                    .write(out, mapping::ACTIVITY_SEVERITY, fields.timestamp_ms());
-                cloud_app_event::write(out, &self.prefixes, &fields);
+                let time_ms = fields.timestamp_ms();
+                self.header.write(out, mapping::ACTIVITY_SEVERITY, time_ms);
+                cloud_app_event::write(out, &self.prefixes, &fields, time_ms);
             }
         }
         kind

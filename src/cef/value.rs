@@ -137,7 +137,8 @@ pub fn member<'t, 'i>(value: Option<Value<'t, 'i>>, key: &str) -> Option<Value<'
 }
 
 /// Looks up several keys of an object in one pass over it (the first
-/// occurrence of a key wins); all `None` when `value` is not an object.
+/// occurrence of a key wins, and the scan stops once every key is found);
+/// all `None` when `value` is not an object.
 /// Always inlined, so the constant keys of each call site become inline
 /// comparisons instead of `memcmp` calls.
 #[inline(always)]
@@ -147,9 +148,18 @@ pub fn members<'t, 'i, const N: usize>(
 ) -> [Option<Value<'t, 'i>>; N] {
     let mut found = [None; N];
     if let Some(object) = value.and_then(|v| v.as_object()) {
+        let mut missing = N;
         for (key, member) in object.iter() {
             if let Some(index) = keys.iter().position(|k| *k == key) {
-                found[index].get_or_insert(member);
+                if found[index].is_none() {
+                    found[index] = Some(member);
+                    missing -= 1;
+                    if missing == 0 {
+                        // Every key found: the rest of the object cannot
+                        // change the answer (the first occurrence wins).
+                        break;
+                    }
+                }
             }
         }
     }

@@ -373,43 +373,58 @@ impl PagePath {
         (during, records)
     }
 
-    /// The steady-state cost of a page of `count` records: the last of
-    /// five passes.
-    fn steady_cost(&mut self, count: u64) -> u64 {
+    /// The allocations of a page of `count` records in the steady state,
+    /// over eight passes after a warm-up: the fewest, and the most.
+    fn steady_cost(&mut self, count: u64) -> (u64, u64) {
         let page = scan_page(count);
-        let mut last = 0;
-        for _ in 0..5 {
+        let (mut fewest, mut most) = (u64::MAX, 0);
+        for pass in 0..9 {
             let (cost, records) = self.cost(&page);
             assert_eq!(records as u64, count, "every record of a scan page is new");
-            last = cost;
+            if pass > 0 {
+                fewest = fewest.min(cost);
+                most = most.max(cost);
+            }
         }
-        last
+        (fewest, most)
     }
 }
 
 #[test]
 fn a_page_costs_the_same_allocations_whatever_its_record_count() {
     let mut path = PagePath::new();
-    // Pages the encoding thread does alone (at most one piece) ...
+    // Pages the encoding thread does alone (at most one piece): exactly the
+    // same, whatever their size.
     let one_thread_small = path.steady_cost(100);
     let one_thread_large = path.steady_cost(SCAN_CHUNK_RECORDS as u64);
     assert_eq!(
         one_thread_small, one_thread_large,
-        "allocations per page grow with its records: 100 records {one_thread_small}, \
-         {SCAN_CHUNK_RECORDS} records {one_thread_large}"
+        "allocations per page grow with its records: 100 records {one_thread_small:?}, \
+         {SCAN_CHUNK_RECORDS} records {one_thread_large:?}"
     );
-    // ... and pages shared with the helper thread, in whole pieces (at
-    // most as many as the pool keeps spare batches).
-    let shared_small = path.steady_cost(3 * SCAN_CHUNK_RECORDS as u64);
-    let shared_large = path.steady_cost(7 * SCAN_CHUNK_RECORDS as u64);
+    // Pages shared with the helper thread, in whole pieces (at most as many
+    // as the pool keeps spare batches). The helper and its two channels are
+    // made anew for each page, and when this thread has to wait for the
+    // helper, crossbeam allocates the channel's list of waiters: up to two
+    // allocations a page that depend on timing, not on the page. (Issue 18
+    // replaces the helper started per page.) So the fewest are compared,
+    // and the spread is bounded; one allocation per piece would add at
+    // least four to every pass of the larger page.
+    let (shared_small, small_most) = path.steady_cost(3 * SCAN_CHUNK_RECORDS as u64);
+    let (shared_large, large_most) = path.steady_cost(7 * SCAN_CHUNK_RECORDS as u64);
     assert_eq!(
         shared_small, shared_large,
         "allocations per shared page grow with its records: 3 pieces {shared_small}, \
          7 pieces {shared_large}"
     );
     assert!(
-        one_thread_small < 20,
-        "{one_thread_small} allocations for one page"
+        small_most <= shared_small + 2 && large_most <= shared_large + 2,
+        "more than the waits explain: 3 pieces {shared_small}-{small_most}, \
+         7 pieces {shared_large}-{large_most}"
+    );
+    assert!(
+        one_thread_small.1 < 20,
+        "{one_thread_small:?} allocations for one page"
     );
     assert!(
         shared_small < 40,
