@@ -10,6 +10,9 @@
 //!
 //! - [`cas`]: the Defender for Cloud Apps (formerly Cloud App Security)
 //!   REST API, `/api/v1/alerts/` and `/api/v1/activities/`.
+//! - [`graph`]: Microsoft Graph (`alerts_v2`, advanced hunting): so far the
+//!   time-window cursor, not yet a client.
 
 pub mod budget;
 pub mod cas;
+pub mod graph;
