@@ -1,4 +1,5 @@
-//! A faithful simulator of the Defender for Cloud Apps list API, for tests,
+//! A faithful simulator of the Defender for Cloud Apps list API and of the
+//! Microsoft Graph endpoints that succeed it ([`graph`]), for tests,
 //! benchmarks and the demo: nobody can test years of tailing, 429 storms and
 //! late-indexed records against a real tenant.
 //!
@@ -8,9 +9,11 @@
 //! benchmarks.
 
 pub mod data;
+pub mod graph;
 pub mod query;
 pub mod server;
 pub mod setup;
 pub mod tls;
 
+pub use graph::GraphConfig;
 pub use server::{Faults, Simulator, SimulatorConfig};

@@ -18,9 +18,11 @@ use parking_lot::Mutex;
 use simd_json::prelude::*;
 
 use super::data::{mix, StreamConfig};
+use super::graph::{self, GraphConfig};
 use super::query::{self, Query};
 use super::tls::TestPki;
 use crate::data_type::DataType;
+use crate::source::graph::request::{ALERTS_PATH, HUNTING_PATH};
 
 /// Connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -79,6 +81,8 @@ pub struct SimulatorConfig {
     pub faults: Faults,
     /// Seed for fault decisions.
     pub fault_seed: u64,
+    /// The Microsoft Graph endpoints' settings.
+    pub graph: GraphConfig,
     /// Render every record of the history once at start-up and serve the
     /// stored bytes, so that serving costs little more than the socket
     /// write (benchmarks use it to leave the CPU to the agent; it holds
@@ -121,6 +125,7 @@ impl SimulatorConfig {
             faults: Faults::default(),
             fault_seed: 3,
             pregenerate: false,
+            graph: GraphConfig::default(),
         }
     }
 }
@@ -195,7 +200,13 @@ impl Simulator {
             ..Stats::default()
         });
         let stopping = Arc::new(AtomicBool::new(false));
+        let scheme = if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let shared = Arc::new(Shared {
+            base_url: format!("{scheme}://{address}"),
             rendered,
             token: Mutex::new(config.token.clone()),
             config,
@@ -294,6 +305,8 @@ impl Rendered {
 
 struct Shared {
     config: SimulatorConfig,
+    /// The URL clients reach the simulator at (for `@odata.nextLink`).
+    base_url: String,
     /// Pre-rendered activities and alerts (empty unless `pregenerate`).
     rendered: [Rendered; 2],
     /// The API token accepted now (starts as the configured one).
@@ -476,6 +489,11 @@ fn respond<W: Write>(
     if request.method == "POST" && request.path.ends_with("/oauth2/v2.0/token") {
         return entra_token(request, out, shared);
     }
+    if graph::is_graph_path(&request.path) {
+        let (status, headers, body) = graph_answer(request, shared);
+        write_response(out, status, &headers, &body)?;
+        return Ok(true);
+    }
     let Some(kind) = list_kind(&request.path) else {
         write_response(out, "404 Not Found", "", &json_error("no such endpoint"))?;
         return Ok(true);
@@ -538,6 +556,58 @@ fn respond<W: Write>(
     let page = query::run(stream, &query, crate::clock::now_ms());
     page_json(stream, rendered, &page, page_buffer);
     inject_faults(out, page_buffer, shared, page.records.len() as u64)
+}
+
+/// Answers a request to one of the Graph endpoints.
+fn graph_answer(request: &Request, shared: &Shared) -> graph::Answer {
+    let config = &shared.config;
+    let stats = &shared.stats;
+    stats.list_requests.fetch_add(1, Ordering::Relaxed);
+    let (path, query) = request
+        .path
+        .split_once('?')
+        .unwrap_or((request.path.as_str(), ""));
+    // Graph takes Entra bearer tokens only.
+    let bearer = request
+        .authorization
+        .as_deref()
+        .filter(|header| header.starts_with("Bearer "));
+    if !authorized(bearer, shared) {
+        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let body = graph::error_body(
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        );
+        return ("401 Unauthorized", String::new(), body);
+    }
+    if let Some(denied) = graph::denied(path, &config.graph) {
+        return denied;
+    }
+    if throttled(shared) {
+        stats.throttled.fetch_add(1, Ordering::Relaxed);
+        return graph::throttled(path, config.retry_after_seconds);
+    }
+    let now = crate::clock::now_ms();
+    let answer = match (request.method.as_str(), path) {
+        ("GET", ALERTS_PATH) => {
+            graph::alerts(&config.alerts, &config.graph, query, &shared.base_url, now)
+        }
+        ("POST", HUNTING_PATH) => {
+            graph::hunting(&config.activities, &config.graph, &request.body, now)
+        }
+        _ => (
+            "405 Method Not Allowed",
+            String::new(),
+            graph::error_body("BadRequest", "alerts_v2 takes GET, runHuntingQuery POST"),
+        ),
+    };
+    if answer.0.starts_with("200") {
+        stats.pages.fetch_add(1, Ordering::Relaxed);
+        stats
+            .body_bytes
+            .fetch_add(answer.2.len() as u64, Ordering::Relaxed);
+    }
+    answer
 }
 
 /// Sends `response` as a 200, or one of the configured faults instead.

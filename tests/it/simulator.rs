@@ -330,3 +330,139 @@ fn pregenerated_records_are_the_generated_ones() {
         assert_eq!(served, expected, "{path} {body}");
     }
 }
+
+/// An Entra bearer token from the simulator's token endpoint.
+fn bearer(sim: &Simulator, client_id: &str, secret: &str) -> String {
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", client_id)
+        .append_pair("client_secret", secret)
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("scope", "https://graph.microsoft.com/.default")
+        .finish();
+    let mut response = agent(None)
+        .post(&format!("{}/tenant-id/oauth2/v2.0/token", sim.url()))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form)
+        .expect("answers");
+    let mut bytes = response.body_mut().read_to_vec().expect("body");
+    let reply = simd_json::to_owned_value(&mut bytes).expect("JSON");
+    format!("Bearer {}", reply.get_str("access_token").expect("a token"))
+}
+
+/// GETs `url` with `authorization`; the status, `Retry-After` and body.
+fn get(agent: &ureq::Agent, url: &str, authorization: &str) -> (u16, Option<String>, OwnedValue) {
+    let mut response = agent
+        .get(url)
+        .header("Authorization", authorization)
+        .call()
+        .expect("answers");
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut bytes = response.body_mut().read_to_vec().expect("body");
+    let value = simd_json::to_owned_value(&mut bytes).unwrap_or(OwnedValue::null());
+    (status, retry, value)
+}
+
+#[test]
+fn serves_graph_alerts_and_hunting_over_http_with_entra_tokens_only() {
+    use siem_agent::source::graph::request::{
+        alerts_url, hunting_body, AlertVersions, HUNTING_PATH,
+    };
+    use siem_agent::source::graph::window::Window;
+
+    let now = now_ms();
+    let config = config_at(now);
+    let (client_id, secret) = (config.client_id.clone(), config.client_secret.clone());
+    let sim = Simulator::start(config).expect("starts");
+    let agent = agent(None);
+    let bearer = bearer(&sim, &client_id, &secret);
+    let window = Window {
+        from: now - 3_600_000,
+        to: now - 600_000,
+    };
+    // Alerts: a page of the window, newest first; the legacy token is not
+    // accepted by Graph.
+    let url = alerts_url(&sim.url(), AlertVersions::New, window, 10, "");
+    let (status, _, page) = get(&agent, &url, &bearer);
+    assert_eq!(status, 200, "{page:?}");
+    let alerts = page.get_array("value").expect("value");
+    assert_eq!(alerts.len(), 10);
+    assert!(page
+        .get_str("@odata.nextLink")
+        .is_some_and(|l| l.starts_with(&sim.url())));
+    let (status, _, _) = get(&agent, &url, &token());
+    assert_eq!(status, 401);
+    // The lines the agent would write for them are strict CEF.
+    let bytes = page.encode().into_bytes();
+    let lines = super::support::replay(&["--data-type", "graph-alerts"], Some(&bytes));
+    assert!(lines.status.success());
+    assert_eq!(super::support::stdout_lines(&lines).len(), 10);
+    // Hunting: the spec's query, ordered and cut at its take.
+    let hunting = format!("{}{HUNTING_PATH}", sim.url());
+    let (status, result) =
+        post(&agent, &hunting, &bearer, &hunting_body(window, 50)).expect("answers");
+    assert_eq!(status, 200, "{result:?}");
+    assert_eq!(result.get_array("results").expect("results").len(), 50);
+    let (status, error) = post(
+        &agent,
+        &hunting,
+        &bearer,
+        r#"{"Query":"CloudAppEvents | take 1"}"#,
+    )
+    .expect("answers");
+    assert_eq!(status, 400);
+    assert!(error.get("error").and_then(|e| e.get_str("code")).is_some());
+}
+
+#[test]
+fn graph_refusals_name_the_permission_and_the_quota() {
+    use siem_agent::source::graph::request::{
+        classify, hunting_body, GraphAnswer, HUNTING_PATH, HUNTING_PERMISSION,
+    };
+    use siem_agent::source::graph::window::Window;
+
+    let now = now_ms();
+    let mut config = config_at(now);
+    config.graph.denied = vec![HUNTING_PERMISSION.to_owned()];
+    config.requests_per_minute = Some(1);
+    config.retry_after_seconds = Some(9);
+    let (client_id, secret) = (config.client_id.clone(), config.client_secret.clone());
+    let sim = Simulator::start(config).expect("starts");
+    let agent = agent(None);
+    let bearer = bearer(&sim, &client_id, &secret);
+    let hunting = format!("{}{HUNTING_PATH}", sim.url());
+    let body = hunting_body(
+        Window {
+            from: now - 60_000,
+            to: now,
+        },
+        10,
+    );
+    let (status, error) = post(&agent, &hunting, &bearer, &body).expect("answers");
+    assert_eq!(status, 403);
+    let text = error.encode();
+    match classify(status, None, text.as_bytes(), HUNTING_PERMISSION) {
+        GraphAnswer::Forbidden {
+            permission,
+            message,
+        } => {
+            assert_eq!(permission, HUNTING_PERMISSION);
+            assert!(message.contains(HUNTING_PERMISSION), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // One request a minute: the alerts list gets the first, then 429.
+    let alerts = format!("{}/v1.0/security/alerts_v2?$top=1", sim.url());
+    let (first, _, _) = get(&agent, &alerts, &bearer);
+    assert_eq!(first, 200);
+    let (status, retry, error) = get(&agent, &alerts, &bearer);
+    assert_eq!((status, retry.as_deref()), (429, Some("9")));
+    assert!(matches!(
+        classify(status, Some(9), error.encode().as_bytes(), HUNTING_PERMISSION),
+        GraphAnswer::Wait { wait, .. } if wait == Duration::from_secs(9)
+    ));
+}
