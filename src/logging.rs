@@ -4,7 +4,7 @@
 //! `(files + 1) * file_bytes`, plus one line.
 //!
 //! Nothing the agent logs carries a token or secret: credentials are
-//! wrapped in [`Secret`](crate::source::cas::client::Secret), whose `Debug`
+//! wrapped in [`Secret`](crate::source::entra::Secret), whose `Debug`
 //! prints no value, and no error message quotes a request's headers.
 
 use std::fs::OpenOptions;

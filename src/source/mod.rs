@@ -15,4 +15,5 @@
 
 pub mod budget;
 pub mod cas;
+pub mod entra;
 pub mod graph;

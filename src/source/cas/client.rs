@@ -7,25 +7,21 @@
 //! itself is wrong (a bad filter) and are reported with the server's words.
 
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use simd_json::prelude::*;
+use std::time::Duration;
 
 use crate::data_type::DataType;
 use crate::retry::Backoff;
 use crate::shutdown::StopSignal;
 use crate::source::budget::RequestBudget;
+pub use crate::source::entra::Secret;
+use crate::source::entra::{EntraApp, SecretError, TokenCache, TokenError};
 
 /// Entra scope for the Defender for Cloud Apps API.
 pub const ENTRA_SCOPE: &str = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default";
 /// Entra login host used unless configured (tests point it elsewhere).
 pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
-/// Refresh an Entra token this long before it expires (or at half its
-/// lifetime, for a token issued for less than twice this).
-pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Largest response body read (a 5,000-record scan page is about 6 MB).
 pub const MAX_BODY_BYTES: u64 = 128 * 1024 * 1024;
 /// ureq's buffer for response bytes (headers must fit).
@@ -36,39 +32,6 @@ pub const BODY_GROWTH_BYTES: usize = 64 * 1024;
 pub const HTTP_OUTPUT_BUFFER: usize = 16 * 1024;
 /// Tries per page before a failure is reported as critical.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
-
-/// A secret given directly or read from a file on every use (so a rotated
-/// value is picked up without a restart). Never printed.
-#[derive(Clone)]
-pub enum Secret {
-    /// The value itself.
-    Value(String),
-    /// A file holding the value (surrounding whitespace ignored).
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Secret::Value(_) => f.write_str("Secret(<redacted>)"),
-            Secret::File(path) => write!(f, "Secret(file {})", path.display()),
-        }
-    }
-}
-
-impl Secret {
-    /// The current value.
-    pub fn read(&self) -> Result<String, FetchError> {
-        match self {
-            Secret::Value(value) => Ok(value.clone()),
-            Secret::File(path) => std::fs::read_to_string(path)
-                .map(|text| text.trim().to_owned())
-                .map_err(|error| {
-                    FetchError::Credentials(format!("cannot read {}: {error}", path.display()))
-                }),
-        }
-    }
-}
 
 /// How the agent authenticates.
 #[derive(Clone, Debug)]
@@ -154,6 +117,18 @@ pub struct ClientConfig {
     pub backoff_cap: Duration,
 }
 
+impl From<SecretError> for FetchError {
+    fn from(error: SecretError) -> Self {
+        FetchError::Credentials(error.to_string())
+    }
+}
+
+impl From<TokenError> for FetchError {
+    fn from(error: TokenError) -> Self {
+        FetchError::Credentials(error.to_string())
+    }
+}
+
 /// Counters for status and metrics, shared with whoever reports them.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -177,8 +152,9 @@ pub struct ApiClient {
     list_base: String,
     config: ClientConfig,
     budget: Arc<RequestBudget>,
-    /// The cached Entra token and when to replace it.
-    bearer: Option<(String, Instant)>,
+    /// The Entra application's token, cached until shortly before it
+    /// expires (`None` with an API token).
+    entra: Option<TokenCache>,
     stats: Arc<ClientStats>,
     stop: StopSignal,
 }
@@ -218,12 +194,29 @@ impl ApiClient {
             );
         }
         let list_base = list_base(&config.api_url);
+        let entra = match &config.credentials {
+            Credentials::Entra {
+                login_url,
+                tenant_id,
+                client_id,
+                client_secret,
+            } => Some(TokenCache::new(
+                EntraApp {
+                    login_url: login_url.clone(),
+                    tenant_id: tenant_id.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                },
+                ENTRA_SCOPE,
+            )),
+            Credentials::Token(_) => None,
+        };
         Ok(Self {
             agent: ureq::Agent::new_with_config(builder.build()),
             list_base,
             config,
             budget,
-            bearer: None,
+            entra,
             stats: Arc::default(),
             stop: StopSignal::new(),
         })
@@ -325,7 +318,9 @@ impl ApiClient {
                 401 | 403 => {
                     // A cached Entra token may have been revoked: drop it so
                     // the next call fetches a new one.
-                    self.bearer = None;
+                    if let Some(token) = &mut self.entra {
+                        token.forget();
+                    }
                     return Err(FetchError::InvalidToken { url, status });
                 }
                 429 => {
@@ -362,55 +357,11 @@ impl ApiClient {
     fn authorization(&mut self) -> Result<String, FetchError> {
         match self.config.credentials.clone() {
             Credentials::Token(secret) => Ok(format!("Token {}", secret.read()?)),
-            Credentials::Entra {
-                login_url,
-                tenant_id,
-                client_id,
-                client_secret,
-            } => {
-                if let Some((token, refresh_at)) = &self.bearer {
-                    if Instant::now() < *refresh_at {
-                        return Ok(format!("Bearer {token}"));
-                    }
-                }
-                let url = format!(
-                    "{}/{tenant_id}/oauth2/v2.0/token",
-                    login_url.trim_end_matches('/')
-                );
-                let form = form_urlencoded::Serializer::new(String::new())
-                    .append_pair("client_id", &client_id)
-                    .append_pair("client_secret", &client_secret.read()?)
-                    .append_pair("grant_type", "client_credentials")
-                    .append_pair("scope", ENTRA_SCOPE)
-                    .finish();
-                let failed = |why: String| FetchError::Credentials(format!("{url}: {why}"));
-                // Lifetimes count from the request, not the answer.
-                let requested_at = Instant::now();
-                let mut response = self
-                    .agent
-                    .post(&url)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .send(form)
-                    .map_err(|e| failed(e.to_string()))?;
-                let status = response.status().as_u16();
-                let mut bytes = response
-                    .body_mut()
-                    .read_to_vec()
-                    .map_err(|e| failed(e.to_string()))?;
-                if status != 200 {
-                    let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-                    return Err(failed(format!("HTTP {status}: {text}")));
-                }
-                let reply = simd_json::to_owned_value(&mut bytes)
-                    .map_err(|e| failed(format!("reply is not JSON: {e}")))?;
-                let token = reply
-                    .get_str("access_token")
-                    .ok_or_else(|| failed("reply has no access_token".into()))?
-                    .to_owned();
-                let lifetime = Duration::from_secs(reply.get_u64("expires_in").unwrap_or(3599));
-                let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
-                self.bearer = Some((token.clone(), requested_at + lifetime - margin));
-                Ok(format!("Bearer {token}"))
+            Credentials::Entra { .. } => {
+                let Some(token) = &mut self.entra else {
+                    return Err(FetchError::Credentials("no Entra application".into()));
+                };
+                Ok(token.bearer(&self.agent)?)
             }
         }
     }
