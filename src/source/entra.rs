@@ -215,10 +215,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("secret");
         std::fs::write(&path, "  s3cret\n").expect("write");
-        assert_eq!(
-            Secret::File(path.clone()).read().expect("readable"),
-            "s3cret"
-        );
+        assert_eq!(Secret::File(path).read().expect("readable"), "s3cret");
         let missing = Secret::File(dir.join("missing"));
         let error = missing.read().expect_err("missing").to_string();
         assert!(

@@ -17,3 +17,4 @@ pub mod budget;
 pub mod cas;
 pub mod entra;
 pub mod graph;
+pub mod http;

@@ -4,6 +4,7 @@
 mod alloc;
 mod golden;
 mod graph_golden;
+mod graph_pull;
 mod pull;
 mod replay_cli;
 mod roundtrip;
