@@ -62,6 +62,10 @@ pub fn init(plan: &LogPlan) -> Result<(), LogError> {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(false)
+        // A closed stderr (`... 2>&1 | head`) must not take the agent down:
+        // with internal errors logged, the subscriber reports a failed
+        // write with `eprintln!`, which panics when stderr is gone.
+        .log_internal_errors(false)
         .with_timer(tracing_subscriber::fmt::time::SystemTime);
     let installed = match &plan.directory {
         None => stderr.with_writer(std::io::stderr).try_init(),

@@ -251,6 +251,23 @@ fn machine_hostname() -> Option<String> {
     valid.then_some(name)
 }
 
+/// The longest duration any option may give: waits are added to the
+/// clock, and a duration the clock cannot hold would crash a thread.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// `value` when it is at most [`MAX_DURATION`].
+pub fn bounded(option: &'static str, value: Duration) -> Result<Duration, ConfigError> {
+    if value <= MAX_DURATION {
+        Ok(value)
+    } else {
+        Err(ConfigError::DurationTooLong {
+            option,
+            value: humantime::format_duration(value).to_string(),
+            limit: "10 years".to_owned(),
+        })
+    }
+}
+
 /// Validates one tenant's merged options into its plan.
 pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunPlan, ConfigError> {
     let Some(raw_url) = &options.api_url else {
@@ -367,7 +384,18 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
     if kinds.is_empty() {
         return Err(ConfigError::NoDataTypes);
     }
-    let retry_max_delay = options.retry_max_delay.unwrap_or(Duration::from_secs(60));
+    let retry_max_delay = bounded(
+        "--retry-max-delay",
+        options.retry_max_delay.unwrap_or(Duration::from_secs(60)),
+    )?;
+    let backfill = bounded(
+        "--backfill",
+        options.backfill.unwrap_or(Duration::from_secs(2 * 86_400)),
+    )?;
+    let poll_interval = bounded(
+        "--poll-interval",
+        options.poll_interval.unwrap_or(Duration::from_secs(30)),
+    )?;
     Ok(RunPlan {
         tenant: options.name.clone().unwrap_or(host),
         fingerprint,
@@ -390,8 +418,8 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
             .unwrap_or(crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE),
         kinds,
         filters,
-        backfill: options.backfill.unwrap_or(Duration::from_secs(2 * 86_400)),
-        poll_interval: options.poll_interval.unwrap_or(Duration::from_secs(30)),
+        backfill,
+        poll_interval,
         max_critical_errors: options.max_critical_errors.unwrap_or(10),
         encoder: options.format.build()?,
         destination: options.syslog.build()?,

@@ -88,6 +88,27 @@ pub enum ConfigError {
     /// Two tenants have the same name.
     #[error("two tenants are named {0:?} (the name defaults to the API host); give each a different `name`")]
     DuplicateTenant(String),
+    /// Two tenants' names give the same state file names, so they would
+    /// share checkpoints.
+    #[error("tenants {first:?} and {second:?} would share the state files {stem}.*: names differing only in characters a file name cannot hold are the same name here; give one of them another `name`")]
+    TenantFilesCollide {
+        /// The tenant named first.
+        first: String,
+        /// The tenant named second.
+        second: String,
+        /// The file name stem both give.
+        stem: String,
+    },
+    /// A duration longer than any the agent can wait.
+    #[error("{option} {value}: at most {limit} (the agent cannot wait longer)")]
+    DurationTooLong {
+        /// The option (flag spelling).
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// The longest allowed.
+        limit: String,
+    },
     /// Both a filter file and filters in the config file were given.
     #[error("{0}: give filters either as a file or in the config file, not both")]
     TwoFilters(&'static str),
@@ -143,7 +164,13 @@ impl ConfigError {
             ConfigError::Output(_) => "output",
             ConfigError::ApiUrl(_) => "api_url",
             ConfigError::Missing { key, .. } => key,
-            ConfigError::DuplicateTenant(_) => "name",
+            ConfigError::DuplicateTenant(_) | ConfigError::TenantFilesCollide { .. } => "name",
+            ConfigError::DurationTooLong { option, .. } => match *option {
+                "--backfill" => "backfill",
+                "--poll-interval" => "poll_interval",
+                "--retry-max-delay" => "retry_max_delay",
+                _ => return None,
+            },
             ConfigError::TwoFilters(_) | ConfigError::Filter(_) => "filters",
             ConfigError::NoDataTypes => "data_types",
             _ => return None,

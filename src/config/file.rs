@@ -23,13 +23,14 @@ use simd_json::prelude::*;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::build::{build_tenant, RunPlan, ServicePlan};
+use super::build::{bounded, build_tenant, RunPlan, ServicePlan};
 use super::cli::{
     RunArgs, ServiceOptions, TenantOptions, DEFAULT_CONFIG_FILE, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_STATE_DIR,
 };
 use super::ConfigError;
 use crate::logging::LogPlan;
+use crate::state::names;
 
 /// Key of the table every tenant inherits from.
 pub const DEFAULTS_KEY: &str = "defaults";
@@ -289,8 +290,16 @@ pub fn load(args: &RunArgs) -> Result<(ServicePlan, LogPlan), ConfigError> {
         let fingerprint = fingerprint(&merged);
         let options: TenantOptions = from_table(merged)?;
         let built = build_tenant(&options, fingerprint).and_then(|plan| {
-            match tenants.iter().find(|t| t.tenant == plan.tenant) {
-                Some(_) => Err(ConfigError::DuplicateTenant(plan.tenant)),
+            let stem = names::file_stem(&plan.tenant);
+            match tenants.iter().find(|t| names::file_stem(&t.tenant) == stem) {
+                Some(other) if other.tenant == plan.tenant => {
+                    Err(ConfigError::DuplicateTenant(plan.tenant))
+                }
+                Some(other) => Err(ConfigError::TenantFilesCollide {
+                    first: other.tenant.clone(),
+                    second: plan.tenant,
+                    stem,
+                }),
                 None => Ok(plan),
             }
         });
@@ -336,7 +345,10 @@ pub fn load(args: &RunArgs) -> Result<(ServicePlan, LogPlan), ConfigError> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         once: service.once,
-        shutdown_timeout: service.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        shutdown_timeout: bounded(
+            "--shutdown-timeout",
+            service.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        )?,
         metrics_listen: service.metrics_listen,
     };
     let level = service.log_level.clone().unwrap_or_else(|| "info".into());
