@@ -113,11 +113,11 @@ pub struct ServiceOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs_directory: Option<PathBuf>,
     /// Size at which a log file is rotated [default: 10 MiB].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = in_config_range::<u64>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file_bytes: Option<u64>,
     /// Rotated log files kept besides the current one [default: 5].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = in_config_range::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_files: Option<usize>,
     /// Log level: error, warn, info, debug or trace [default: info].
@@ -376,6 +376,23 @@ pub struct SimulateArgs {
     pub pregenerate: bool,
 }
 
+/// The largest number an option may have: the config file (TOML) holds
+/// integers up to `i64::MAX`, and flags are laid over the file's values in
+/// that format.
+pub const MAX_OPTION_NUMBER: u64 = i64::MAX as u64;
+
+/// Parses a count or size that must fit the config format.
+fn in_config_range<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    let number: u64 = text
+        .trim()
+        .parse()
+        .map_err(|error| format!("{text:?}: {error}"))?;
+    if number > MAX_OPTION_NUMBER {
+        return Err(format!("{number} is larger than {MAX_OPTION_NUMBER}"));
+    }
+    T::try_from(number).map_err(|_| format!("{number} is too large"))
+}
+
 /// Parses durations such as `2d`, `36h`, `90s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| format!("{text:?}: {error}"))
@@ -463,7 +480,7 @@ pub struct SyslogOptions {
     pub framing: Option<Framing>,
     /// Longest message in bytes; longer ones are cut on a character boundary
     /// and counted [default: 2048 for udp, no limit otherwise].
-    #[arg(long = "syslog-max-message", value_name = "BYTES")]
+    #[arg(long = "syslog-max-message", value_name = "BYTES", value_parser = in_config_range::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_message: Option<usize>,
     /// CA certificates (PEM) to verify the receiver with, instead of the
@@ -480,7 +497,7 @@ pub struct SyslogOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_key: Option<PathBuf>,
     /// RELP messages sent and not yet acknowledged, at most [default: 128].
-    #[arg(long = "relp-window", value_name = "N")]
+    #[arg(long = "relp-window", value_name = "N", value_parser = in_config_range::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relp_window: Option<usize>,
 }

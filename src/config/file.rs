@@ -219,9 +219,12 @@ fn parse_layers(doc: &Document) -> Result<FileLayers, ConfigError> {
     })
 }
 
-fn to_table<T: serde::Serialize>(value: &T) -> toml::Table {
-    // Our option structs always serialize to a table.
-    toml::Table::try_from(value).unwrap_or_default()
+fn to_table<T: serde::Serialize>(value: &T) -> Result<toml::Table, ConfigError> {
+    // Our option structs serialize to a table unless a number is out of
+    // TOML's range, which the flags' parsers refuse first; never drop the
+    // options silently.
+    toml::Table::try_from(value)
+        .map_err(|error| ConfigError::Merge(format!("an option is out of range: {error}")))
 }
 
 /// Lays `over` onto `base`, recursing into tables.
@@ -254,11 +257,11 @@ pub fn load(args: &RunArgs) -> Result<(ServicePlan, LogPlan), ConfigError> {
             tenants: Vec::new(),
         },
     };
-    let mut service_table = to_table(&layers.service);
-    overlay(&mut service_table, to_table(&args.service));
+    let mut service_table = to_table(&layers.service)?;
+    overlay(&mut service_table, to_table(&args.service)?);
     let service: ServiceOptions = from_table(service_table)?;
 
-    let flags = to_table(&args.tenant);
+    let flags = to_table(&args.tenant)?;
     let tenant_count = layers.tenants.len().max(1);
     if tenant_count > 1 {
         let mut identity = IDENTITY_KEYS.iter().chain(&CREDENTIAL_KEYS);
@@ -279,8 +282,8 @@ pub fn load(args: &RunArgs) -> Result<(ServicePlan, LogPlan), ConfigError> {
     let parsed_root = doc.as_ref().and_then(|d| DeTable::parse(&d.text).ok());
     let mut tenants: Vec<RunPlan> = Vec::new();
     for (index, tenant) in file_tenants.into_iter().enumerate() {
-        let mut merged = to_table(&layers.defaults);
-        overlay(&mut merged, to_table(&tenant));
+        let mut merged = to_table(&layers.defaults)?;
+        overlay(&mut merged, to_table(&tenant)?);
         if flags_give_credentials {
             for key in CREDENTIAL_KEYS {
                 merged.remove(key);

@@ -54,8 +54,10 @@ impl Secret {
     pub fn read(&self) -> Result<String, SecretError> {
         match self {
             Secret::Value(value) => Ok(value.clone()),
+            // Editors on Windows may start the file with a byte order mark;
+            // it is not part of the secret.
             Secret::File(path) => std::fs::read_to_string(path)
-                .map(|text| text.trim().to_owned())
+                .map(|text| text.trim_start_matches('\u{feff}').trim().to_owned())
                 .map_err(|source| SecretError {
                     path: path.clone(),
                     source,

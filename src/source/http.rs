@@ -13,6 +13,15 @@ pub const BODY_GROWTH_BYTES: usize = 64 * 1024;
 /// ureq's buffer for request bytes (headers and the small JSON body).
 pub const HTTP_OUTPUT_BUFFER: usize = 16 * 1024;
 
+/// The error text for a redirect from `url` to `location`.
+pub fn redirect_message(location: Option<&str>) -> String {
+    format!(
+        "the server answered with a redirect to {}; the API never redirects: check the \
+         configured URL, and that no proxy or gateway rewrites requests",
+        location.unwrap_or("(no location)")
+    )
+}
+
 /// How to reach an upstream, validated with the configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpSettings<'a> {
@@ -34,6 +43,10 @@ pub fn agent(settings: &HttpSettings<'_>) -> Result<ureq::Agent, String> {
         .timeout_connect(Some(settings.connect_timeout))
         .timeout_global(Some(settings.request_timeout))
         .user_agent(concat!("siem-agent/", env!("CARGO_PKG_VERSION")))
+        // The APIs never redirect. Following one turned a POST into a GET
+        // without its filters, whose answer looked like a valid page; the
+        // clients refuse a redirect with a clear error instead.
+        .max_redirects(0)
         // ureq's default 128 KiB each way, per tenant, is most of an idle
         // tenant's memory; requests are small and responses are read
         // through into the page buffer anyway.

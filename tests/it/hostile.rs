@@ -164,3 +164,120 @@ fn a_closed_stderr_does_not_take_the_agent_down() {
     };
     assert!(status.success(), "{status:?} (101 is a panic)");
 }
+
+/// A server that answers every list request with a redirect to a page
+/// that, fetched with GET, looks valid (the legacy agent followed it and
+/// accepted the page); stops after `limit` connections.
+fn redirecting_api(limit: usize) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = if request_line.starts_with("POST") {
+                "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+            } else {
+                let page = r#"{"data":[],"hasNext":false,"total":0}"#;
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                )
+            };
+            let _ = reader.get_mut().write_all(answer.as_bytes());
+        }
+    });
+    (port, server)
+}
+
+#[test]
+fn a_redirect_from_the_api_is_refused_with_a_clear_error() {
+    let (port, _server) = redirecting_api(50);
+    let dir = scratch("hostile-redirect");
+    let url = format!("http://127.0.0.1:{port}");
+    let state = dir.join("state");
+    let (code, stderr) = run(
+        &[
+            "run",
+            "--api-url",
+            &url,
+            "--token",
+            "t",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--data-types",
+            "alerts",
+            "--max-critical-errors",
+            "1",
+            "--once",
+        ],
+        Duration::from_secs(60),
+    );
+    // Too many critical errors (one allowed), and the log says why.
+    assert_eq!(code, Some(75), "{stderr}");
+    assert!(
+        stderr.contains("redirect to /elsewhere") && stderr.contains("never redirects"),
+        "{stderr}"
+    );
+    // Nothing was taken for a page: no checkpoint was written.
+    let checkpoints = std::fs::read_dir(&state)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().contains("checkpoint"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(checkpoints, 0);
+}
+
+#[test]
+fn a_number_out_of_the_config_formats_range_is_refused_not_dropped() {
+    let dir = scratch("hostile-range");
+    let state = dir.join("state");
+    for (flag, value) in [
+        ("--log-files", "9223372036854775808"),
+        ("--log-file-bytes", "18446744073709551615"),
+        ("--syslog-max-message", "9223372036854775808"),
+        ("--relp-window", "9223372036854775808"),
+    ] {
+        let mut args = vec![
+            "run",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--once",
+            flag,
+            value,
+        ];
+        if flag.starts_with("--syslog") || flag.starts_with("--relp") {
+            args.extend(["--syslog-host", "127.0.0.1"]);
+        }
+        let (code, stderr) = run(&args, Duration::from_secs(30));
+        assert_eq!(code, Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("larger than"),
+            "{flag}: {stderr}"
+        );
+    }
+    assert!(!state.exists(), "nothing was started");
+}

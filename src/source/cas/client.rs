@@ -256,6 +256,11 @@ impl ApiClient {
                 }
             };
             let status = response.status().as_u16();
+            let response_location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let retry_after = response
                 .headers()
                 .get("retry-after")
@@ -298,6 +303,15 @@ impl ApiClient {
                     last = "HTTP 429 (request limit)".to_owned();
                     self.pause(backoff.next_delay(retry_after))?;
                     continue;
+                }
+                300..=399 => {
+                    let location = response_location.as_deref();
+                    page.clear();
+                    return Err(FetchError::Rejected {
+                        url,
+                        status,
+                        message: http::redirect_message(location),
+                    });
                 }
                 500..=599 => last = format!("HTTP {status}"),
                 _ => {

@@ -253,6 +253,16 @@ impl GraphClient {
                 }
             };
             let status = response.status().as_u16();
+            if (300..400).contains(&status) {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok());
+                return Err(GraphError::Rejected {
+                    url,
+                    message: format!("HTTP {status}: {}", http::redirect_message(location)),
+                });
+            }
             let retry_after = response
                 .headers()
                 .get("retry-after")
