@@ -191,7 +191,11 @@ impl FetchLoop {
                     self.status.update(Direction::Api, |l| {
                         l.failed(crate::clock::now_ms(), &text);
                     });
-                    if !fetched_any && matches!(error, FetchError::InvalidToken { .. }) {
+                    let rejected = matches!(
+                        error,
+                        FetchError::InvalidToken { .. } | FetchError::CredentialsRejected(_)
+                    );
+                    if !fetched_any && rejected {
                         return Err(RunError::InvalidToken {
                             tenant: self.tenant.clone(),
                             source: error,

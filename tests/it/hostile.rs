@@ -281,3 +281,26 @@ fn a_number_out_of_the_config_formats_range_is_refused_not_dropped() {
     }
     assert!(!state.exists(), "nothing was started");
 }
+
+#[test]
+fn a_secret_the_identity_provider_refuses_is_a_rejected_credential_not_a_retry() {
+    let config = simulator(Duration::from_secs(60), 60);
+    let sim = Simulator::start(config.clone()).expect("starts");
+    let dir = scratch("hostile-secret");
+    let mut args = super::pull::entra_args(&sim, &config, &dir);
+    // The secret file now holds a secret the application does not have.
+    std::fs::write(dir.join("secret"), "an-expired-secret\n").expect("secret file");
+    args.push("--once".into());
+    let output = super::pull::run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(60));
+    let log = String::from_utf8_lossy(&output.stderr);
+    // 77 like a rejected token: a service manager must not restart it.
+    assert_eq!(output.status.code(), Some(77), "{log}");
+    assert!(
+        log.contains("refused the application's credentials"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("an-expired-secret"),
+        "the secret must not be logged"
+    );
+}

@@ -310,7 +310,7 @@ fn too_many_critical_errors_exit_non_zero() {
 
 /// `run` arguments that authenticate with the simulator's mock Entra
 /// endpoint (the secret in a file) instead of an API token.
-fn entra_args(sim: &Simulator, config: &SimulatorConfig, dir: &Path) -> Vec<String> {
+pub(crate) fn entra_args(sim: &Simulator, config: &SimulatorConfig, dir: &Path) -> Vec<String> {
     let secret_file = dir.join("secret");
     std::fs::write(&secret_file, format!("{}\n", config.client_secret)).expect("secret file");
     let mut args: Vec<String> = run_args(sim, dir)

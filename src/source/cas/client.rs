@@ -83,6 +83,15 @@ pub enum FetchError {
     /// Credentials could not be read or exchanged.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The identity provider refused the Entra application's credentials
+    /// (a wrong or expired secret, a wrong client or tenant id): like a
+    /// rejected token, retrying cannot fix it.
+    #[error(
+        "the identity provider refused the application's credentials: {0}. Check --tenant-id \
+         and --client-id, and the client secret (it may have expired: create a new one under \
+         the Entra application's Certificates & secrets)"
+    )]
+    CredentialsRejected(String),
     /// The agent is shutting down; the page was not fetched.
     #[error("stopped")]
     Stopped,
@@ -119,7 +128,13 @@ impl From<SecretError> for FetchError {
 
 impl From<TokenError> for FetchError {
     fn from(error: TokenError) -> Self {
-        FetchError::Credentials(error.to_string())
+        match error {
+            TokenError::Exchange {
+                status: Some(400 | 401),
+                ..
+            } => FetchError::CredentialsRejected(error.to_string()),
+            error => FetchError::Credentials(error.to_string()),
+        }
     }
 }
 
