@@ -33,15 +33,15 @@ pub fn cleaned(text: &str, keep_line_breaks: bool) -> String {
         .collect()
 }
 
-fn ext(text: &str) -> String {
+pub(crate) fn ext(text: &str) -> String {
     cleaned(text, true)
 }
 
-fn head(text: &str) -> String {
+pub(crate) fn head(text: &str) -> String {
     cleaned(text, false)
 }
 
-fn take(strings: &[String], index: usize) -> String {
+pub(crate) fn take(strings: &[String], index: usize) -> String {
     strings.get(index).cloned().unwrap_or_default()
 }
 

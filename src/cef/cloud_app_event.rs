@@ -9,13 +9,13 @@
 //! (`graph-sources.md`); the golden tests hold the line to it.
 
 use simd_json::prelude::ValueIntoString;
-use simd_json::tape::{Object, Value};
+use simd_json::tape::Value;
 
 use super::escape::{escape_extension, escape_header};
 use super::mapping::{Prefixes, ACTIVITY_SEVERITY, UNSPECIFIED_ACTIVITY_CLASS};
 use super::value::{
-    is_empty_text, is_ipv4, is_ipv6, member, non_empty_str, write_app_tag, write_extension,
-    write_list,
+    is_empty_text, is_ipv4, is_ipv6, member, non_empty_str, record_fields, write_app_tag,
+    write_extension, write_list,
 };
 
 /// Column names the mapping reads (top level unless noted).
@@ -56,57 +56,28 @@ pub mod field {
     pub const USER_ID: &str = "UserId";
 }
 
-/// The columns of one row that the mapping reads, gathered in one pass (the
-/// first occurrence of a duplicated key wins).
-#[derive(Clone, Copy, Default)]
-pub struct CloudAppEventFields<'t, 'i> {
-    timestamp: Option<Value<'t, 'i>>,
-    report_id: Option<Value<'t, 'i>>,
-    action_type: Option<Value<'t, 'i>>,
-    activity_type: Option<Value<'t, 'i>>,
-    application: Option<Value<'t, 'i>>,
-    application_id: Option<Value<'t, 'i>>,
-    account_object_id: Option<Value<'t, 'i>>,
-    account_id: Option<Value<'t, 'i>>,
-    account_display_name: Option<Value<'t, 'i>>,
-    ip_address: Option<Value<'t, 'i>>,
-    user_agent: Option<Value<'t, 'i>>,
-    country_code: Option<Value<'t, 'i>>,
-    object_name: Option<Value<'t, 'i>>,
-    activity_objects: Option<Value<'t, 'i>>,
-    raw_event_data: Option<Value<'t, 'i>>,
+record_fields! {
+    /// The columns of one row that the mapping reads.
+    CloudAppEventFields {
+        timestamp: field::TIMESTAMP,
+        report_id: field::REPORT_ID,
+        action_type: field::ACTION_TYPE,
+        activity_type: field::ACTIVITY_TYPE,
+        application: field::APPLICATION,
+        application_id: field::APPLICATION_ID,
+        account_object_id: field::ACCOUNT_OBJECT_ID,
+        account_id: field::ACCOUNT_ID,
+        account_display_name: field::ACCOUNT_DISPLAY_NAME,
+        ip_address: field::IP_ADDRESS,
+        user_agent: field::USER_AGENT,
+        country_code: field::COUNTRY_CODE,
+        object_name: field::OBJECT_NAME,
+        activity_objects: field::ACTIVITY_OBJECTS,
+        raw_event_data: field::RAW_EVENT_DATA,
+    }
 }
 
 impl<'t, 'i> CloudAppEventFields<'t, 'i> {
-    /// Reads the columns of `row` in one pass.
-    pub fn collect(row: &Object<'t, 'i>) -> Self {
-        let mut fields = Self::default();
-        for (key, value) in row.iter() {
-            let slot = match key {
-                field::TIMESTAMP => &mut fields.timestamp,
-                field::REPORT_ID => &mut fields.report_id,
-                field::ACTION_TYPE => &mut fields.action_type,
-                field::ACTIVITY_TYPE => &mut fields.activity_type,
-                field::APPLICATION => &mut fields.application,
-                field::APPLICATION_ID => &mut fields.application_id,
-                field::ACCOUNT_OBJECT_ID => &mut fields.account_object_id,
-                field::ACCOUNT_ID => &mut fields.account_id,
-                field::ACCOUNT_DISPLAY_NAME => &mut fields.account_display_name,
-                field::IP_ADDRESS => &mut fields.ip_address,
-                field::USER_AGENT => &mut fields.user_agent,
-                field::COUNTRY_CODE => &mut fields.country_code,
-                field::OBJECT_NAME => &mut fields.object_name,
-                field::ACTIVITY_OBJECTS => &mut fields.activity_objects,
-                field::RAW_EVENT_DATA => &mut fields.raw_event_data,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value);
-            }
-        }
-        fields
-    }
-
     /// The time for the syslog header: the event's `Timestamp`, if it is a
     /// valid ISO time.
     pub fn timestamp_ms(&self) -> Option<i64> {

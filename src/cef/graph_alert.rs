@@ -12,12 +12,12 @@
 //! top-level keys, and every value of the wrong type writes nothing.
 
 use simd_json::prelude::ValueIntoString;
-use simd_json::tape::{Object, Value};
+use simd_json::tape::Value;
 
 use super::escape::{escape_extension, escape_header};
 use super::mapping::{Prefixes, GENERIC_ALERT_CLASS};
 use super::value::{
-    is_empty_text, is_ipv4, is_ipv6, member, members, non_empty_str, write_app_tag,
+    is_empty_text, is_ipv4, is_ipv6, member, members, non_empty_str, record_fields, write_app_tag,
     write_extension, write_header, write_list, write_time,
 };
 
@@ -92,57 +92,28 @@ pub fn severity(value: Option<&str>) -> u8 {
     }
 }
 
-/// The top-level fields of one alert that the mapping reads, gathered in
-/// one pass (the first occurrence of a duplicated key wins).
-#[derive(Clone, Copy, Default)]
-pub struct GraphAlertFields<'t, 'i> {
-    id: Option<Value<'t, 'i>>,
-    title: Option<Value<'t, 'i>>,
-    description: Option<Value<'t, 'i>>,
-    severity: Option<Value<'t, 'i>>,
-    status: Option<Value<'t, 'i>>,
-    category: Option<Value<'t, 'i>>,
-    detector_id: Option<Value<'t, 'i>>,
-    incident_id: Option<Value<'t, 'i>>,
-    alert_web_url: Option<Value<'t, 'i>>,
-    created: Option<Value<'t, 'i>>,
-    last_update: Option<Value<'t, 'i>>,
-    first_activity: Option<Value<'t, 'i>>,
-    last_activity: Option<Value<'t, 'i>>,
-    mitre_techniques: Option<Value<'t, 'i>>,
-    evidence: Option<Value<'t, 'i>>,
+record_fields! {
+    /// The top-level fields of one alert that the mapping reads.
+    GraphAlertFields {
+        id: field::ID,
+        title: field::TITLE,
+        description: field::DESCRIPTION,
+        severity: field::SEVERITY,
+        status: field::STATUS,
+        category: field::CATEGORY,
+        detector_id: field::DETECTOR_ID,
+        incident_id: field::INCIDENT_ID,
+        alert_web_url: field::ALERT_WEB_URL,
+        created: field::CREATED,
+        last_update: field::LAST_UPDATE,
+        first_activity: field::FIRST_ACTIVITY,
+        last_activity: field::LAST_ACTIVITY,
+        mitre_techniques: field::MITRE_TECHNIQUES,
+        evidence: field::EVIDENCE,
+    }
 }
 
 impl<'t, 'i> GraphAlertFields<'t, 'i> {
-    /// Reads the fields of `record` in one pass.
-    pub fn collect(record: &Object<'t, 'i>) -> Self {
-        let mut fields = Self::default();
-        for (key, value) in record.iter() {
-            let slot = match key {
-                field::ID => &mut fields.id,
-                field::TITLE => &mut fields.title,
-                field::DESCRIPTION => &mut fields.description,
-                field::SEVERITY => &mut fields.severity,
-                field::STATUS => &mut fields.status,
-                field::CATEGORY => &mut fields.category,
-                field::DETECTOR_ID => &mut fields.detector_id,
-                field::INCIDENT_ID => &mut fields.incident_id,
-                field::ALERT_WEB_URL => &mut fields.alert_web_url,
-                field::CREATED => &mut fields.created,
-                field::LAST_UPDATE => &mut fields.last_update,
-                field::FIRST_ACTIVITY => &mut fields.first_activity,
-                field::LAST_ACTIVITY => &mut fields.last_activity,
-                field::MITRE_TECHNIQUES => &mut fields.mitre_techniques,
-                field::EVIDENCE => &mut fields.evidence,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value);
-            }
-        }
-        fields
-    }
-
     /// The CEF severity of the alert.
     pub fn severity(&self) -> u8 {
         severity(self.severity.and_then(|v| v.into_string()))

@@ -10,23 +10,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use simd_json::json;
 use simd_json::prelude::Writable;
 
-use super::cases::{app_tag, check_one_line, cleaned};
+use super::cases::{app_tag, check_one_line, ext, head, take};
 use crate::clock::{write_iso_time, MAX_TIMESTAMP_MS};
 
 /// Number of strings a Graph case is built from.
 pub const GRAPH_CASE_STRINGS: usize = 16;
-
-fn take(strings: &[String], index: usize) -> String {
-    strings.get(index).cloned().unwrap_or_default()
-}
-
-fn ext(text: &str) -> String {
-    cleaned(text, true)
-}
-
-fn head(text: &str) -> String {
-    cleaned(text, false)
-}
 
 /// A time as Graph writes it: `ms` (clamped to what ISO text can hold) with
 /// `extra` appended as four more fraction digits, seven in all.

@@ -117,6 +117,39 @@ pub fn write_header(out: &mut Vec<u8>, value: Value<'_, '_>) {
     write_scalar(out, value, escape_header);
 }
 
+/// Declares a struct holding the listed top-level fields of a record
+/// (absent keys are `None`; values of any type are kept as they are) and
+/// its `collect`, which reads them in one pass over the record's keys (a
+/// lookup in a parsed tape is a linear scan; the first occurrence of a
+/// duplicated key wins).
+macro_rules! record_fields {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $key:path),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Default)]
+        pub struct $name<'t, 'i> {
+            $($field: Option<simd_json::tape::Value<'t, 'i>>,)*
+        }
+
+        impl<'t, 'i> $name<'t, 'i> {
+            /// Reads the fields of `record` in one pass.
+            pub fn collect(record: &simd_json::tape::Object<'t, 'i>) -> Self {
+                let mut fields = Self::default();
+                for (key, value) in record.iter() {
+                    let slot = match key {
+                        $($key => &mut fields.$field,)*
+                        _ => continue,
+                    };
+                    if slot.is_none() {
+                        *slot = Some(value);
+                    }
+                }
+                fields
+            }
+        }
+    };
+}
+pub(super) use record_fields;
+
 /// Appends a Microsoft Graph time (an ISO 8601 UTC string) as epoch
 /// milliseconds; nothing when it is absent, not a string, or not such a
 /// time (see [`crate::clock::parse_iso_utc_ms`]).
