@@ -49,17 +49,20 @@ pub fn next_txnr(txnr: u32) -> u32 {
     }
 }
 
-/// A frame from the server.
+/// A frame from the server, borrowing its text from the bytes it was
+/// parsed from: the writer parses one answer per line it delivers, and
+/// only a refusal's text is ever copied (into its error message).
 #[derive(Debug, PartialEq, Eq)]
-pub enum ServerFrame {
+pub enum ServerFrame<'a> {
     /// An answer to our frame `txnr`, with its status code and text.
     Response {
         /// The transaction answered.
         txnr: u32,
         /// 200 means taken; anything else is a refusal.
         code: u16,
-        /// The rest of the answer (human message and offers).
-        text: String,
+        /// The rest of the answer (human message and offers), trimmed,
+        /// as the server sent it (not necessarily UTF-8).
+        text: &'a [u8],
     },
     /// The server is closing the session (`serverclose`).
     ServerClose,
@@ -81,7 +84,7 @@ pub enum RelpError {
 
 /// Parses the first complete frame in `buffer`; returns it and the bytes it
 /// used, or `None` when more bytes are needed.
-pub fn parse_frame(buffer: &[u8]) -> Result<Option<(ServerFrame, usize)>, RelpError> {
+pub fn parse_frame(buffer: &[u8]) -> Result<Option<(ServerFrame<'_>, usize)>, RelpError> {
     let mut at = 0;
     let Some((txnr, b' ')) = number(buffer, &mut at)? else {
         return if at < buffer.len() {
@@ -119,15 +122,19 @@ pub fn parse_frame(buffer: &[u8]) -> Result<Option<(ServerFrame, usize)>, RelpEr
     }
     let frame = match command {
         b"rsp" => {
-            let text = String::from_utf8_lossy(data);
-            let code = text
+            let code = data
                 .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|digits| digits.iter().all(u8::is_ascii_digit))
+                .map(|digits| {
+                    digits
+                        .iter()
+                        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'))
+                })
                 .ok_or(RelpError::Malformed("response without a status code"))?;
             ServerFrame::Response {
                 txnr: u32::try_from(txnr).map_err(|_| RelpError::Malformed("txnr"))?,
                 code,
-                text: text.get(3..).unwrap_or("").trim().to_owned(),
+                text: data.get(3..).unwrap_or_default().trim_ascii(),
             }
         }
         b"serverclose" => ServerFrame::ServerClose,
@@ -216,7 +223,7 @@ mod tests {
             panic!("a response")
         };
         assert_eq!((txnr, code), (1, 200));
-        assert!(text.starts_with("OK\nrelp_version=0"), "{text}");
+        assert!(text.starts_with(b"OK\nrelp_version=0"), "{text:?}");
         for cut in 0..answer.len() {
             assert_eq!(parse_frame(&answer[..cut]), Ok(None), "cut at {cut}");
         }
@@ -227,7 +234,7 @@ mod tests {
             ServerFrame::Response {
                 txnr: 5,
                 code: 200,
-                text: "OK".into()
+                text: b"OK"
             }
         );
         let (second, _) = parse_frame(&two[used..]).expect("valid").expect("complete");

@@ -417,3 +417,25 @@ fn a_page_costs_the_same_allocations_whatever_its_record_count() {
         "{shared_small} allocations for a shared page"
     );
 }
+
+#[test]
+fn reading_relp_answers_allocates_nothing() {
+    use siem_agent::sink::relp::{parse_frame, write_frame, ServerFrame};
+    // A window's worth of answers, as the writer reads them per line.
+    let mut answers = Vec::new();
+    for txnr in 1..=1_000u32 {
+        write_frame(&mut answers, txnr, "rsp", b"200 OK");
+    }
+    let before = allocations();
+    let mut at = 0;
+    let mut answered = 0u32;
+    while let Ok(Some((frame, used))) = parse_frame(&answers[at..]) {
+        if let ServerFrame::Response { code: 200, .. } = frame {
+            answered += 1;
+        }
+        at += used;
+    }
+    let during = allocations() - before;
+    assert_eq!(answered, 1_000);
+    assert_eq!(during, 0, "allocations while reading 1,000 RELP answers");
+}

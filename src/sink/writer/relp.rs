@@ -14,34 +14,43 @@ impl Loop {
                 .map_err(|e| Failure::send(e.to_string()))?;
             let Some((frame, length)) = frame else { break };
             used += length;
-            match frame {
+            let opening = self
+                .link
+                .as_ref()
+                .is_some_and(|link| matches!(link.phase, Phase::RelpOpening));
+            // Only a refusal copies the answer's text, into its message.
+            let txnr = match frame {
                 ServerFrame::ServerClose => {
                     return Err(Failure::send("the receiver closed the RELP session"));
                 }
                 ServerFrame::Response { txnr, code, text } => {
-                    let Some(link) = &mut self.link else { break };
-                    if matches!(link.phase, Phase::RelpOpening) {
-                        if txnr != 1 || code != 200 {
-                            return Err(Failure::connect(format!(
-                                "RELP open refused: {code} {text}"
-                            )));
-                        }
-                        link.phase = Phase::Ready;
-                        self.on_ready();
-                        continue;
+                    let text = || String::from_utf8_lossy(text);
+                    if opening && (txnr != 1 || code != 200) {
+                        return Err(Failure::connect(format!(
+                            "RELP open refused: {code} {}",
+                            text()
+                        )));
                     }
                     if code != 200 {
                         return Err(Failure::send(format!(
-                            "the receiver refused a message: {code} {text}"
+                            "the receiver refused a message: {code} {}",
+                            text()
                         )));
                     }
-                    let Some(entry) = self.relp_inflight.iter_mut().find(|m| m.txnr == txnr) else {
-                        // The answer to our `close`, or a stray: nothing to confirm.
-                        continue;
-                    };
-                    entry.answered = true;
+                    txnr
                 }
+            };
+            let Some(link) = &mut self.link else { break };
+            if opening {
+                link.phase = Phase::Ready;
+                self.on_ready();
+                continue;
             }
+            let Some(entry) = self.relp_inflight.iter_mut().find(|m| m.txnr == txnr) else {
+                // The answer to our `close`, or a stray: nothing to confirm.
+                continue;
+            };
+            entry.answered = true;
         }
         self.read_buffer.drain(..used);
         while self.relp_inflight.front().is_some_and(|m| m.answered) {
