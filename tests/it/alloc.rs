@@ -62,29 +62,37 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
+/// Text with every character class the encoder treats specially.
+const HOSTILE_WORDS: [&str; 8] = [
+    "plain",
+    "a=b",
+    "pipe|",
+    "back\\slash",
+    "line\nbreak",
+    "tab\tx",
+    "ünïcødé ✓",
+    "",
+];
+
+/// The strings of record `n`: `count` picks from `words`, repeated up to
+/// three times, and in slot 6 an IPv4 address, an IPv6 address or neither.
+fn varied_strings(n: usize, count: usize, words: &[&str]) -> Vec<String> {
+    let pick = |k: usize| words[(n / (k + 1) + k) % words.len()].repeat(1 + n % 3);
+    let mut strings: Vec<String> = (0..count).map(pick).collect();
+    strings[6] = match n % 3 {
+        0 => format!("10.0.{}.{}", n % 256, n / 256 % 256),
+        1 => format!("2001:db8::{n:x}"),
+        _ => "not an ip".to_owned(),
+    };
+    strings
+}
+
 /// 10,000 records of both kinds, with escapes, Unicode, IPv4 and IPv6
 /// addresses, missing fields and long values, as NDJSON.
 fn varied_records() -> String {
     let mut ndjson = String::new();
-    let words = [
-        "plain",
-        "a=b",
-        "pipe|",
-        "back\\slash",
-        "line\nbreak",
-        "tab\tx",
-        "ünïcødé ✓",
-        "",
-    ];
     for n in 0..10_000usize {
-        let pick = |k: usize| words[(n / (k + 1) + k) % words.len()].repeat(1 + n % 3);
-        let strings: Vec<String> = (0..CASE_STRINGS).map(pick).collect();
-        let mut strings = strings;
-        strings[6] = match n % 3 {
-            0 => format!("10.0.{}.{}", n % 256, n / 256 % 256),
-            1 => format!("2001:db8::{:x}", n),
-            _ => "not an ip".to_owned(),
-        };
+        let mut strings = varied_strings(n, CASE_STRINGS, &HOSTILE_WORDS);
         strings[9] = strings[6].clone();
         let json = if n % 2 == 0 {
             ActivityCase::from_strings(
@@ -165,26 +173,11 @@ fn encoding_allocates_nothing_per_record() {
 /// strings, addresses of both families, known and unknown app ids, and
 /// times across the range, as NDJSON.
 fn varied_graph_records() -> String {
-    let words = [
-        "plain",
-        "a=b",
-        "pipe|",
-        "back\\slash",
-        "line\nbreak",
-        "tab\tx",
-        "ünïcødé ✓",
-        "",
-        "u@x.com",
-    ];
+    // The same words and a principal name, for the `suser` rules.
+    let words = [HOSTILE_WORDS.as_slice(), &["u@x.com"]].concat();
     let mut ndjson = String::new();
     for n in 0..4_000usize {
-        let pick = |k: usize| words[(n / (k + 1) + k) % words.len()].repeat(1 + n % 3);
-        let mut strings: Vec<String> = (0..GRAPH_CASE_STRINGS).map(pick).collect();
-        strings[6] = match n % 3 {
-            0 => format!("10.0.{}.{}", n % 256, n / 256 % 256),
-            1 => format!("2001:db8::{n:x}"),
-            _ => "not an ip".to_owned(),
-        };
+        let strings = varied_strings(n, GRAPH_CASE_STRINGS, &words);
         let time = (
             (n as i64) * 86_400_123 % 253_402_300_799_999,
             (n % 10_000) as u16,

@@ -271,11 +271,14 @@ impl ApiClient {
                 }
             };
             let status = response.status().as_u16();
-            let response_location = response
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            // Copied only for a redirect, which ends the fetch.
+            let response_location = (300..400).contains(&status).then(|| {
+                response
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
             let retry_after = response
                 .headers()
                 .get("retry-after")
@@ -320,12 +323,12 @@ impl ApiClient {
                     continue;
                 }
                 300..=399 => {
-                    let location = response_location.as_deref();
+                    let location = response_location.flatten();
                     page.clear();
                     return Err(FetchError::Rejected {
                         url,
                         status,
-                        message: http::redirect_message(location),
+                        message: http::redirect_message(location.as_deref()),
                     });
                 }
                 500..=599 => last = format!("HTTP {status}"),
