@@ -70,6 +70,17 @@ impl Encoder {
         }
     }
 
+    /// The mapping it applies.
+    pub fn mapping(&self) -> Mapping {
+        self.mapping
+    }
+
+    /// Applies `mapping` from now on (a stage encoding several data types
+    /// sets each page's).
+    pub fn set_mapping(&mut self, mapping: Mapping) {
+        self.mapping = mapping;
+    }
+
     /// Appends one message (syslog header and CEF line, no line terminator)
     /// for `record` to `out`, and says which mapping it used.
     pub fn encode(&mut self, record: &Object<'_, '_>, out: &mut Vec<u8>) -> RecordKind {

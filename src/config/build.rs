@@ -10,7 +10,7 @@ use std::time::Duration;
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
 
-use super::cli::{FormatOptions, ReplayArgs, SyslogOptions, TenantOptions};
+use super::cli::{AlertVersionsOption, FormatOptions, ReplayArgs, SyslogOptions, TenantOptions};
 use super::ConfigError;
 use crate::cef::{Encoder, Mapping};
 use crate::data_type::DataType;
@@ -18,10 +18,29 @@ use crate::sink::relp::DEFAULT_WINDOW;
 use crate::sink::tls::{TlsClient, TlsOptions};
 use crate::sink::{Destination, Protocol, SinkPlan};
 use crate::source::cas::client::{ClientConfig, Credentials, Secret, DEFAULT_LOGIN_URL};
+use crate::source::entra::EntraApp;
+use crate::source::graph::client::GraphClientConfig;
+use crate::source::graph::request::{AlertVersions, DEFAULT_HUNTING_ROWS, MAX_HUNTING_ROWS};
+use crate::source::graph::window::WindowPlan;
 use crate::syslog::{
     Framing, HeaderStyle, SyslogHeader, DEFAULT_FACILITY, DEFAULT_UDP_MESSAGE_BYTES,
     MAX_UDP_MESSAGE_BYTES, MIN_MESSAGE_BYTES,
 };
+
+/// Microsoft Graph's base URL unless configured.
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
+/// How long after its end a Graph window is asked for, unless configured.
+pub const DEFAULT_GRAPH_SETTLE: Duration = Duration::from_secs(10 * 60);
+/// How far back each Graph poll asks again, unless configured.
+pub const DEFAULT_GRAPH_LATE_WINDOW: Duration = Duration::from_secs(3600);
+/// The alerts filter unless configured: Defender for Cloud Apps' alerts.
+pub const DEFAULT_GRAPH_ALERTS_FILTER: &str = "serviceSource eq 'microsoftDefenderForCloudApps'";
+/// Connect timeout of both upstreams.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Whole-request timeout of the legacy API.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Whole-request timeout of Graph (a hunting query may run 3 minutes).
+const GRAPH_REQUEST_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// Portal link base used when none is configured.
 pub const DEFAULT_PORTAL_URL: &str = "https://portal.cloudappsecurity.com";
@@ -38,8 +57,10 @@ pub struct RunPlan {
     /// Everything the plan was built from, to tell whether a reloaded
     /// configuration changed this tenant (no secrets in it).
     pub fingerprint: String,
-    /// How to reach the API.
-    pub client: ClientConfig,
+    /// How to reach the legacy API, when a legacy data type is pulled.
+    pub client: Option<ClientConfig>,
+    /// How to reach Microsoft Graph, when a Graph data type is pulled.
+    pub graph: Option<GraphPlan>,
     /// Requests per minute for the tenant (0: unlimited).
     pub requests_per_minute: u32,
     /// Data types to pull, in turn order.
@@ -56,6 +77,21 @@ pub struct RunPlan {
     pub encoder: Encoder,
     /// Where the lines go.
     pub destination: Destination,
+}
+
+/// The Graph data types' settings for one tenant.
+#[derive(Debug, Clone)]
+pub struct GraphPlan {
+    /// How to reach Graph.
+    pub client: GraphClientConfig,
+    /// How far the windows trail the clock.
+    pub windows: WindowPlan,
+    /// Which alert versions become lines.
+    pub versions: AlertVersions,
+    /// OData filter ANDed into every alerts request (may be empty).
+    pub alerts_filter: String,
+    /// Rows a hunting query asks for.
+    pub hunting_rows: u32,
 }
 
 /// The whole service, validated.
@@ -270,6 +306,145 @@ pub fn bounded(option: &'static str, value: Duration) -> Result<Duration, Config
 
 /// Validates one tenant's merged options into its plan.
 pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunPlan, ConfigError> {
+    let mut kinds = Vec::new();
+    for kind in options
+        .data_types
+        .clone()
+        .unwrap_or_else(|| vec![DataType::Alerts, DataType::Activities])
+    {
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        return Err(ConfigError::NoDataTypes);
+    }
+    if let Some(output) = &options.output {
+        if output != "-" {
+            return Err(ConfigError::Output(output.clone()));
+        }
+    }
+    let retry_max_delay = bounded(
+        "--retry-max-delay",
+        options.retry_max_delay.unwrap_or(Duration::from_secs(60)),
+    )?;
+    let connection = Connection {
+        proxy: options
+            .proxy
+            .as_deref()
+            .map(crate::source::cas::client::parse_proxy)
+            .transpose()
+            .map_err(ConfigError::Proxy)?,
+        ca_pem: match &options.api_ca {
+            Some(path) => Some(String::from_utf8_lossy(&read_file("--api-ca", path)?).into_owned()),
+            None => None,
+        },
+        max_attempts: options
+            .retry_attempts
+            .unwrap_or(crate::source::cas::client::DEFAULT_MAX_ATTEMPTS)
+            .max(1),
+        backoff_base: Duration::from_millis(500).min(retry_max_delay),
+        backoff_cap: retry_max_delay,
+    };
+    let entra = entra_app(options)?;
+    let legacy = kinds.iter().any(|kind| !kind.is_graph());
+    let (client, api_host) = if legacy {
+        let (client, host) = legacy_client(options, entra.as_ref(), &connection)?;
+        (Some(client), Some(host))
+    } else {
+        (None, None)
+    };
+    let graph = if kinds.iter().any(|kind| kind.is_graph()) {
+        let Some(app) = entra else {
+            return Err(ConfigError::GraphCredentials);
+        };
+        Some(graph_plan(options, app, &connection)?)
+    } else {
+        None
+    };
+    let backfill = bounded(
+        "--backfill",
+        options.backfill.unwrap_or(Duration::from_secs(2 * 86_400)),
+    )?;
+    let poll_interval = bounded(
+        "--poll-interval",
+        options.poll_interval.unwrap_or(Duration::from_secs(30)),
+    )?;
+    let tenant = match (&options.name, api_host, &options.tenant_id) {
+        (Some(name), ..) => name.clone(),
+        (None, Some(host), _) => host,
+        (None, None, Some(directory)) => directory.clone(),
+        (None, None, None) => return Err(ConfigError::GraphCredentials),
+    };
+    Ok(RunPlan {
+        tenant,
+        fingerprint,
+        client,
+        graph,
+        requests_per_minute: options
+            .requests_per_minute
+            .unwrap_or(crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE),
+        filters: legacy_filters(options)?,
+        kinds,
+        backfill,
+        poll_interval,
+        max_critical_errors: options.max_critical_errors.unwrap_or(10),
+        encoder: options.format.build()?,
+        destination: options.syslog.build()?,
+    })
+}
+
+/// Connection settings both upstreams' clients share.
+struct Connection {
+    proxy: Option<String>,
+    ca_pem: Option<String>,
+    max_attempts: u32,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+}
+
+fn read_file(option: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|error| ConfigError::File {
+        option,
+        path: path.clone(),
+        reason: error.to_string(),
+    })
+}
+
+/// The Entra application, when its three settings are given.
+fn entra_app(options: &TenantOptions) -> Result<Option<EntraApp>, ConfigError> {
+    let (Some(tenant_id), Some(client_id)) = (&options.tenant_id, &options.client_id) else {
+        if options.client_id.is_some()
+            || options.client_secret.is_some()
+            || options.client_secret_file.is_some()
+        {
+            return Err(ConfigError::NoCredentials);
+        }
+        return Ok(None);
+    };
+    let client_secret = match (&options.client_secret, &options.client_secret_file) {
+        (Some(value), None) => Secret::Value(value.clone()),
+        (None, Some(file)) => Secret::File(file.clone()),
+        _ => return Err(ConfigError::NoCredentials),
+    };
+    Ok(Some(EntraApp {
+        login_url: options
+            .login_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LOGIN_URL.to_owned()),
+        tenant_id: tenant_id.clone(),
+        client_id: client_id.clone(),
+        client_secret,
+    }))
+}
+
+/// The legacy API client's settings, and the API host (the tenant's
+/// default name).
+fn legacy_client(
+    options: &TenantOptions,
+    entra: Option<&EntraApp>,
+    connection: &Connection,
+) -> Result<(ClientConfig, String), ConfigError> {
     let Some(raw_url) = &options.api_url else {
         return Err(ConfigError::Missing {
             key: "api_url",
@@ -277,63 +452,104 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
         });
     };
     let api_url = raw_url.trim_end_matches('/').to_owned();
-    let host = api_url
-        .strip_prefix("https://")
-        .or_else(|| api_url.strip_prefix("http://"))
-        .map(|rest| rest.split('/').next().unwrap_or(""))
-        .filter(|host| !host.is_empty())
+    let host = url_host(&api_url)
         .ok_or_else(|| ConfigError::ApiUrl(raw_url.clone()))?
         .to_owned();
-    if let Some(output) = &options.output {
-        if output != "-" {
-            return Err(ConfigError::Output(output.clone()));
-        }
-    }
-    let credentials = match (
-        &options.token,
-        &options.token_file,
-        &options.tenant_id,
-        &options.client_id,
-        &options.client_secret,
-        &options.client_secret_file,
-    ) {
-        (Some(token), None, None, ..) => Credentials::Token(Secret::Value(token.clone())),
-        (None, Some(file), None, ..) => Credentials::Token(Secret::File(file.clone())),
-        (None, None, Some(tenant_id), Some(client_id), secret, secret_file) => {
-            let client_secret = match (secret, secret_file) {
-                (Some(value), None) => Secret::Value(value.clone()),
-                (None, Some(file)) => Secret::File(file.clone()),
-                _ => return Err(ConfigError::NoCredentials),
-            };
-            Credentials::Entra {
-                login_url: options
-                    .login_url
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_LOGIN_URL.to_owned()),
-                tenant_id: tenant_id.clone(),
-                client_id: client_id.clone(),
-                client_secret,
-            }
-        }
+    // A token is the legacy API's own credential; without one, the Entra
+    // application (which Graph needs anyway) serves both.
+    let credentials = match (&options.token, &options.token_file, entra) {
+        (Some(token), None, _) => Credentials::Token(Secret::Value(token.clone())),
+        (None, Some(file), _) => Credentials::Token(Secret::File(file.clone())),
+        (None, None, Some(app)) => Credentials::Entra {
+            login_url: app.login_url.clone(),
+            tenant_id: app.tenant_id.clone(),
+            client_id: app.client_id.clone(),
+            client_secret: app.client_secret.clone(),
+        },
         _ => return Err(ConfigError::NoCredentials),
     };
-    let proxy = options
-        .proxy
-        .as_deref()
-        .map(crate::source::cas::client::parse_proxy)
-        .transpose()
-        .map_err(ConfigError::Proxy)?;
-    let read = |option: &'static str, path: &PathBuf| {
-        std::fs::read(path).map_err(|error| ConfigError::File {
-            option,
-            path: path.clone(),
-            reason: error.to_string(),
-        })
+    Ok((
+        ClientConfig {
+            api_url,
+            credentials,
+            proxy: connection.proxy.clone(),
+            ca_pem: connection.ca_pem.clone(),
+            connect_timeout: CONNECT_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            max_attempts: connection.max_attempts,
+            backoff_base: connection.backoff_base,
+            backoff_cap: connection.backoff_cap,
+        },
+        host,
+    ))
+}
+
+/// The host of an `http://` or `https://` URL.
+fn url_host(url: &str) -> Option<&str> {
+    url.strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .filter(|host| !host.is_empty())
+}
+
+/// The Graph data types' settings.
+fn graph_plan(
+    options: &TenantOptions,
+    app: EntraApp,
+    connection: &Connection,
+) -> Result<GraphPlan, ConfigError> {
+    let raw_url = options.graph_url.as_deref().unwrap_or(DEFAULT_GRAPH_URL);
+    let graph_url = raw_url.trim_end_matches('/').to_owned();
+    if url_host(&graph_url).is_none() {
+        return Err(ConfigError::GraphUrl(raw_url.to_owned()));
+    }
+    let millis = |option: &'static str, value: Option<Duration>, default: Duration| {
+        let value = bounded(option, value.unwrap_or(default))?;
+        Ok::<_, ConfigError>(i64::try_from(value.as_millis()).unwrap_or(i64::MAX))
     };
-    let ca_pem = match &options.api_ca {
-        Some(path) => Some(String::from_utf8_lossy(&read("--api-ca", path)?).into_owned()),
-        None => None,
+    let windows = WindowPlan {
+        settle_ms: millis("--graph-settle", options.graph_settle, DEFAULT_GRAPH_SETTLE)?,
+        late_ms: millis(
+            "--graph-late-window",
+            options.graph_late_window,
+            DEFAULT_GRAPH_LATE_WINDOW,
+        )?,
     };
+    let hunting_rows = options
+        .cloud_app_events_page_size
+        .unwrap_or(DEFAULT_HUNTING_ROWS);
+    if !(1..=MAX_HUNTING_ROWS).contains(&hunting_rows) {
+        return Err(ConfigError::HuntingRows(hunting_rows));
+    }
+    Ok(GraphPlan {
+        client: GraphClientConfig {
+            graph_url,
+            app,
+            proxy: connection.proxy.clone(),
+            ca_pem: connection.ca_pem.clone(),
+            connect_timeout: CONNECT_TIMEOUT,
+            // A hunting query may run for 3 minutes.
+            request_timeout: GRAPH_REQUEST_TIMEOUT,
+            max_attempts: connection.max_attempts,
+            backoff_base: connection.backoff_base,
+            backoff_cap: connection.backoff_cap,
+        },
+        windows,
+        versions: match options.graph_alerts_versions {
+            None | Some(AlertVersionsOption::New) => AlertVersions::New,
+            Some(AlertVersionsOption::All) => AlertVersions::All,
+        },
+        alerts_filter: options
+            .graph_alerts_filter
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GRAPH_ALERTS_FILTER.to_owned()),
+        hunting_rows,
+    })
+}
+
+/// The legacy API's extra filters per data type, from files or the config
+/// file.
+fn legacy_filters(options: &TenantOptions) -> Result<HashMap<DataType, OwnedValue>, ConfigError> {
     let mut filters = HashMap::new();
     for (option, path, kind) in [
         (
@@ -344,7 +560,7 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
         ("--alerts-filter", &options.alerts_filter, DataType::Alerts),
     ] {
         let Some(path) = path else { continue };
-        let mut bytes = read(option, path)?;
+        let mut bytes = read_file(option, path)?;
         let value = simd_json::to_owned_value(&mut bytes).map_err(|error| ConfigError::File {
             option,
             path: path.clone(),
@@ -371,59 +587,7 @@ pub fn build_tenant(options: &TenantOptions, fingerprint: String) -> Result<RunP
             .map_err(|error| ConfigError::Filter(error.to_string()))?;
         filters.insert(kind, value);
     }
-    let mut kinds = Vec::new();
-    for kind in options
-        .data_types
-        .clone()
-        .unwrap_or_else(|| vec![DataType::Alerts, DataType::Activities])
-    {
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
-    if kinds.is_empty() {
-        return Err(ConfigError::NoDataTypes);
-    }
-    let retry_max_delay = bounded(
-        "--retry-max-delay",
-        options.retry_max_delay.unwrap_or(Duration::from_secs(60)),
-    )?;
-    let backfill = bounded(
-        "--backfill",
-        options.backfill.unwrap_or(Duration::from_secs(2 * 86_400)),
-    )?;
-    let poll_interval = bounded(
-        "--poll-interval",
-        options.poll_interval.unwrap_or(Duration::from_secs(30)),
-    )?;
-    Ok(RunPlan {
-        tenant: options.name.clone().unwrap_or(host),
-        fingerprint,
-        client: ClientConfig {
-            api_url,
-            credentials,
-            proxy,
-            ca_pem,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
-            max_attempts: options
-                .retry_attempts
-                .unwrap_or(crate::source::cas::client::DEFAULT_MAX_ATTEMPTS)
-                .max(1),
-            backoff_base: Duration::from_millis(500).min(retry_max_delay),
-            backoff_cap: retry_max_delay,
-        },
-        requests_per_minute: options
-            .requests_per_minute
-            .unwrap_or(crate::source::budget::DEFAULT_REQUESTS_PER_MINUTE),
-        kinds,
-        filters,
-        backfill,
-        poll_interval,
-        max_critical_errors: options.max_critical_errors.unwrap_or(10),
-        encoder: options.format.build()?,
-        destination: options.syslog.build()?,
-    })
+    Ok(filters)
 }
 
 #[cfg(test)]

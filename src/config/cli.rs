@@ -187,10 +187,54 @@ pub struct TenantOptions {
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_url: Option<String>,
-    /// Data types to pull, comma-separated [default: alerts,activities].
+    /// Data types to pull, comma-separated: alerts, activities (the legacy
+    /// API), graph-alerts, cloud-app-events (Microsoft Graph) [default:
+    /// alerts,activities].
     #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_types: Option<Vec<DataType>>,
+    /// Microsoft Graph base URL, for national clouds [default:
+    /// `https://graph.microsoft.com`].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_url: Option<String>,
+    /// Graph data types: a time window is asked for once this long has
+    /// passed its end, so records that show up a little late are in it
+    /// [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub graph_settle: Option<Duration>,
+    /// Graph data types: every poll asks again for this span before the
+    /// new window, to catch records that showed up later still; records
+    /// later than settle + late window are missed [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub graph_late_window: Option<Duration>,
+    /// graph-alerts: `new` for one line per alert (windows over the
+    /// creation time), `all` for one line per version (over the update
+    /// time) [default: new].
+    #[arg(long, value_name = "new|all")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_alerts_versions: Option<AlertVersionsOption>,
+    /// graph-alerts: an OData filter ANDed into every request; "" for the
+    /// alerts of every product [default: serviceSource eq
+    /// 'microsoftDefenderForCloudApps'].
+    #[arg(long, value_name = "FILTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_alerts_filter: Option<String>,
+    /// cloud-app-events: rows a hunting query asks for (`take`); a full
+    /// answer splits its window [default: 10000, at most 100000].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_app_events_page_size: Option<u32>,
     /// How far back the first start reaches, e.g. 2d or 36h [default: 2d].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(
@@ -284,7 +328,19 @@ impl Filters {
 
 fn parse_kind(text: &str) -> Result<DataType, String> {
     let text = text.trim();
-    DataType::from_name(text).ok_or_else(|| format!("{text:?}: expected alerts or activities"))
+    DataType::from_name(text).ok_or_else(|| {
+        format!("{text:?}: expected alerts, activities, graph-alerts or cloud-app-events")
+    })
+}
+
+/// `graph_alerts_versions`: which alert versions become lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertVersionsOption {
+    /// One line per alert, when it is created.
+    New,
+    /// One line per version: again each time the alert is updated.
+    All,
 }
 
 /// Options of `demo`.
@@ -296,6 +352,10 @@ pub struct DemoArgs {
     /// Simulated activities per minute.
     #[arg(long, default_value_t = 600, value_name = "N")]
     pub activities_per_minute: u64,
+    /// Data types to show, comma-separated: alerts, activities,
+    /// graph-alerts, cloud-app-events.
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind, default_value = "alerts,activities")]
+    pub data_types: Vec<DataType>,
     /// Keep tailing the live simulated tenant instead of exiting.
     #[arg(long)]
     pub follow: bool,

@@ -45,6 +45,18 @@ pub enum ConfigError {
     /// `--syslog-host`.
     #[error("--output {0:?}: only `-` (stdout) is supported; use --syslog-host for syslog")]
     Output(String),
+    /// A Graph data type needs an Entra application.
+    #[error(
+        "graph-alerts and cloud-app-events need an Entra application: give --tenant-id, \
+         --client-id and --client-secret (or --client-secret-file)"
+    )]
+    GraphCredentials,
+    /// The Graph URL must be http(s).
+    #[error("--graph-url {0:?} is not an http:// or https:// URL")]
+    GraphUrl(String),
+    /// The hunting page size is out of range.
+    #[error("--cloud-app-events-page-size {0}: must be 1 to 100000")]
+    HuntingRows(u32),
     /// The API URL must be http(s).
     #[error("--api-url {0:?} is not an http:// or https:// URL")]
     ApiUrl(String),
@@ -163,12 +175,17 @@ impl ConfigError {
             ConfigError::SyslogTls(_) => "syslog",
             ConfigError::Output(_) => "output",
             ConfigError::ApiUrl(_) => "api_url",
+            ConfigError::GraphUrl(_) => "graph_url",
+            ConfigError::HuntingRows(_) => "cloud_app_events_page_size",
+            ConfigError::GraphCredentials => "tenant_id",
             ConfigError::Missing { key, .. } => key,
             ConfigError::DuplicateTenant(_) | ConfigError::TenantFilesCollide { .. } => "name",
             ConfigError::DurationTooLong { option, .. } => match *option {
                 "--backfill" => "backfill",
                 "--poll-interval" => "poll_interval",
                 "--retry-max-delay" => "retry_max_delay",
+                "--graph-settle" => "graph_settle",
+                "--graph-late-window" => "graph_late_window",
                 _ => return None,
             },
             ConfigError::TwoFilters(_) | ConfigError::Filter(_) => "filters",

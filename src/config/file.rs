@@ -554,7 +554,7 @@ syslog = { host = "other.example.com", port = 1514 }
             ],
         )
         .expect("valid");
-        let client = &plan.tenants[0].client;
+        let client = plan.tenants[0].client.as_ref().expect("a legacy data type");
         assert_eq!(client.proxy.as_deref(), Some("proxy.local:8080"));
         assert!(matches!(&client.credentials, Credentials::Token(Secret::Value(t)) if t == "T0K"));
     }

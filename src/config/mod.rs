@@ -12,7 +12,7 @@ pub mod cli;
 pub mod error;
 pub mod file;
 
-pub use build::{InputSource, ReplayPlan, RunPlan, ServicePlan};
+pub use build::{GraphPlan, InputSource, ReplayPlan, RunPlan, ServicePlan};
 pub use cli::{
     Cli, Command, DemoArgs, FormatOptions, ReplayArgs, RunArgs, ServiceOptions, SimulateArgs,
     StatusArgs, SyslogOptions, TenantOptions,

@@ -33,12 +33,13 @@ pub enum SplitError {
         /// The byte found there.
         found: char,
     },
-    /// The page has no `data` key.
-    #[error("no data array")]
-    NoData,
-    /// `data` is not an array of objects.
-    #[error("data is not an array of objects")]
-    DataNotRecords,
+    /// The page has no record array (`data`, or Graph's `value` or
+    /// `results`).
+    #[error("no {0} array")]
+    NoData(&'static str),
+    /// The record array is not an array of objects.
+    #[error("{0} is not an array of objects")]
+    DataNotRecords(&'static str),
 }
 
 /// A page split into record ranges and the rest.
@@ -46,7 +47,7 @@ pub enum SplitError {
 pub struct SplitPage {
     /// Byte ranges of the records, in order.
     pub records: Vec<Range<usize>>,
-    /// The page with its `data` array emptied (`"data":[]`), for reading
+    /// The page with its record array emptied (`"data":[]`), for reading
     /// the other fields.
     pub rest: Vec<u8>,
 }
@@ -147,8 +148,15 @@ fn value_end(bytes: &[u8], at: usize) -> Result<usize, SplitError> {
 }
 
 impl SplitPage {
-    /// Splits `page`, reusing this value's allocations.
+    /// Splits a legacy API page (records in `data`), reusing this value's
+    /// allocations.
     pub fn split(&mut self, page: &[u8]) -> Result<(), SplitError> {
+        self.split_at(page, super::PAGE_DATA)
+    }
+
+    /// Splits `page`, whose records are the array under `key`, reusing
+    /// this value's allocations.
+    pub fn split_at(&mut self, page: &[u8], key: &'static str) -> Result<(), SplitError> {
         self.records.clear();
         self.rest.clear();
         let mut at = skip_space(page, 0);
@@ -158,14 +166,14 @@ impl SplitPage {
         at = skip_space(page, at + 1);
         let mut data = None;
         if page.get(at) == Some(&b'}') {
-            return Err(SplitError::NoData);
+            return Err(SplitError::NoData(key));
         }
         loop {
             if page.get(at) != Some(&b'"') {
                 return Err(unexpected(page, at));
             }
             let key_end = string_end(page, at)?;
-            let is_data = &page[at + 1..key_end - 1] == b"data";
+            let is_data = &page[at + 1..key_end - 1] == key.as_bytes();
             at = skip_space(page, key_end);
             if page.get(at) != Some(&b':') {
                 return Err(unexpected(page, at));
@@ -173,9 +181,9 @@ impl SplitPage {
             at = skip_space(page, at + 1);
             let end = if is_data {
                 if page.get(at) != Some(&b'[') {
-                    return Err(SplitError::DataNotRecords);
+                    return Err(SplitError::DataNotRecords(key));
                 }
-                let end = self.split_records(page, at)?;
+                let end = self.split_records(page, at, key)?;
                 data = Some(at..end);
                 end
             } else {
@@ -192,7 +200,7 @@ impl SplitPage {
             return Err(unexpected(page, skip_space(page, at + 1)));
         }
         let Some(data) = data else {
-            return Err(SplitError::NoData);
+            return Err(SplitError::NoData(key));
         };
         self.rest.extend_from_slice(&page[..data.start]);
         self.rest.extend_from_slice(b"[]");
@@ -202,7 +210,12 @@ impl SplitPage {
 
     /// The objects of the array that opens at `start`; the index just
     /// past the array.
-    fn split_records(&mut self, page: &[u8], start: usize) -> Result<usize, SplitError> {
+    fn split_records(
+        &mut self,
+        page: &[u8],
+        start: usize,
+        key: &'static str,
+    ) -> Result<usize, SplitError> {
         let mut at = skip_space(page, start + 1);
         if page.get(at) == Some(&b']') {
             return Ok(at + 1);
@@ -212,7 +225,7 @@ impl SplitPage {
                 return Err(if at >= page.len() {
                     SplitError::Truncated(at)
                 } else {
-                    SplitError::DataNotRecords
+                    SplitError::DataNotRecords(key)
                 });
             }
             let end = record_end(page, at).ok_or(SplitError::Truncated(page.len()))?;
@@ -269,15 +282,15 @@ mod tests {
         assert_eq!(split("[1]").unwrap_err(), SplitError::NotAnObject);
         assert_eq!(
             split(r#"{"hasNext":true}"#).unwrap_err(),
-            SplitError::NoData
+            SplitError::NoData("data")
         );
         assert_eq!(
             split(r#"{"data":{"a":1}}"#).unwrap_err(),
-            SplitError::DataNotRecords
+            SplitError::DataNotRecords("data")
         );
         assert_eq!(
             split(r#"{"data":[1,2]}"#).unwrap_err(),
-            SplitError::DataNotRecords
+            SplitError::DataNotRecords("data")
         );
         assert!(matches!(
             split(r#"{"data":[{"a":1}] x"#),

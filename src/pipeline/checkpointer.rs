@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::RunError;
-use crate::source::cas::cursor::Cursor;
+use crate::source::Position;
 use crate::state::checkpoint::CheckpointStore;
 use crate::status::TenantStatus;
 
@@ -22,7 +22,7 @@ pub const CHECKPOINT_CHANNEL_PAGES: usize = 64;
 
 /// A confirmed page for the checkpoint thread.
 struct Confirmed {
-    cursor: Cursor,
+    position: Position,
     records: usize,
 }
 
@@ -56,9 +56,9 @@ impl CheckpointSaver {
     /// Queues a confirmed page's cursor (waits when the thread is
     /// [`CHECKPOINT_CHANNEL_PAGES`] behind). Fails with the thread's error
     /// if it stopped because a save failed.
-    pub(super) fn save(&mut self, cursor: Cursor, records: usize) -> Result<(), RunError> {
+    pub(super) fn save(&mut self, position: Position, records: usize) -> Result<(), RunError> {
         let sent = match &self.confirmed {
-            Some(confirmed) => confirmed.send(Confirmed { cursor, records }).is_ok(),
+            Some(confirmed) => confirmed.send(Confirmed { position, records }).is_ok(),
             None => false,
         };
         if sent {
@@ -99,30 +99,30 @@ fn save_checkpoints(
     status: &TenantStatus,
     confirmed: &Receiver<Confirmed>,
 ) -> Result<(), RunError> {
-    let mut newest: Vec<Confirmed> = Vec::with_capacity(2);
+    let mut newest: Vec<Confirmed> = Vec::with_capacity(crate::data_type::DataType::ALL.len());
     while let Ok(first) = confirmed.recv() {
         newest.push(first);
         for next in confirmed.try_iter() {
             match newest
                 .iter_mut()
-                .find(|c| c.cursor.kind == next.cursor.kind)
+                .find(|c| c.position.kind() == next.position.kind())
             {
                 Some(older) => {
                     older.records += next.records;
-                    older.cursor = next.cursor;
+                    older.position = next.position;
                 }
                 None => newest.push(next),
             }
         }
         for page in newest.drain(..) {
-            store.save(&status.tenant, &page.cursor)?;
-            let counters = status.counters(page.cursor.kind);
+            store.save(&status.tenant, &page.position)?;
+            let counters = status.counters(page.position.kind());
             counters
                 .sent
                 .fetch_add(page.records as u64, Ordering::Relaxed);
             counters
                 .checkpoint_ms
-                .store(page.cursor.delivered_until(), Ordering::Relaxed);
+                .store(page.position.delivered_until(), Ordering::Relaxed);
         }
     }
     Ok(())
@@ -136,19 +136,20 @@ mod tests {
     use super::*;
     use crate::data_type::DataType;
     use crate::exit;
+    use crate::source::cas::cursor::Cursor;
 
     fn state_dir(name: &str) -> PathBuf {
         crate::test_support::scratch_path(&format!("pipeline-{name}"))
     }
 
-    fn cursor(kind: DataType, position: i64) -> Cursor {
-        Cursor {
+    fn cursor(kind: DataType, position: i64) -> Position {
+        Position::Cas(Cursor {
             kind,
             position,
             boundary_ids: vec![format!("id-at-{position}")],
             skip: 0,
             scan: None,
-        }
+        })
     }
 
     #[test]
@@ -166,9 +167,12 @@ mod tests {
         saver.finish()?;
 
         let activities = store.load("t1", DataType::Activities)?;
-        assert_eq!(activities, Some(cursor(DataType::Activities, 30)));
+        assert_eq!(
+            activities.map(Position::Cas),
+            Some(cursor(DataType::Activities, 30))
+        );
         let alerts = store.load("t1", DataType::Alerts)?;
-        assert_eq!(alerts, Some(cursor(DataType::Alerts, 5)));
+        assert_eq!(alerts.map(Position::Cas), Some(cursor(DataType::Alerts, 5)));
         let counters = status.counters(DataType::Activities);
         assert_eq!(counters.sent.load(Ordering::Relaxed), 108);
         assert_eq!(counters.checkpoint_ms.load(Ordering::Relaxed), 30);

@@ -19,14 +19,16 @@ use simd_json::tape::Object;
 use tracing::warn;
 
 use super::checkpointer::CheckpointSaver;
-use super::fetch::{Page, PageBuffers, Verdict};
+use super::fetch::{Page, PageBuffers, PageOrigin, Verdict};
 use super::helper::{encode_shared, SCAN_CHUNK_RECORDS};
 use super::writer::{SinkHandle, MIN_BUFFER_BYTES};
 use super::RunError;
-use crate::cef::Encoder;
+use crate::cef::{Encoder, Mapping};
+use crate::data_type::DataType;
 use crate::parse::Parser;
-use crate::sink::SinkError;
-use crate::source::cas::cursor::Cursor;
+use crate::sink::{Batch, SinkError};
+use crate::source::graph::record::GraphSource;
+use crate::source::Position;
 use crate::status::TenantStatus;
 
 /// Pages larger than this (backfill pages: 5,000 records are about 6 MB)
@@ -38,7 +40,7 @@ pub const RETAIN_PAGE_BYTES: usize = 1 << 20;
 /// A page whose checkpoint waits for its last batch to be confirmed.
 struct AwaitedPage {
     ticket: u64,
-    cursor: Cursor,
+    position: Position,
     records: usize,
 }
 
@@ -77,6 +79,8 @@ pub struct EncodeStage {
     next_ticket: u64,
     /// Id buffers for the cursor's page walk.
     scratch: Vec<String>,
+    /// The dedupe key of the Graph record being read.
+    graph_key: String,
 }
 
 impl EncodeStage {
@@ -95,6 +99,7 @@ impl EncodeStage {
             awaiting: VecDeque::new(),
             next_ticket: 1,
             scratch: Vec::new(),
+            graph_key: String::new(),
         }
     }
 
@@ -112,37 +117,72 @@ impl EncodeStage {
         page: &mut Page,
         verdicts: &Sender<Verdict>,
     ) -> Result<(), PageFailure> {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let (kind, mut batch, tally) = match &page.origin {
+            PageOrigin::Cas(_) => self.encode_cas_page(page, ticket, verdicts)?,
+            PageOrigin::Graph(_) => self.encode_graph_page(page, ticket, verdicts)?,
+        };
+        let Tally {
+            bad, first_problem, ..
+        } = tally;
+        if let Some(problem) = first_problem {
+            self.status
+                .counters(kind)
+                .dropped
+                .fetch_add(bad, Ordering::Relaxed);
+            warn!(
+                "{}: {}: {bad} malformed record(s) in a page skipped (counted as dropped); the first: {problem}",
+                self.status.tenant,
+                kind.name()
+            );
+        }
+        batch.ticket = ticket;
+        if self.sink.send(batch).is_err() {
+            return Err(writer_stopped(&mut self.sink));
+        }
+        Ok(())
+    }
+
+    /// A legacy API page: scan pages are shared with the helper thread;
+    /// other pages move the cursor record by record, and the fetcher gets
+    /// its verdict.
+    fn encode_cas_page(
+        &mut self,
+        page: &mut Page,
+        ticket: u64,
+        verdicts: &Sender<Verdict>,
+    ) -> Result<(DataType, Batch, Tally), PageFailure> {
         let Self {
             parser,
             encoder,
             sink,
             awaiting,
-            next_ticket,
             scratch,
-            status,
             helper,
+            ..
         } = self;
         let Page {
             buffers: PageBuffers { bytes, split },
-            cursor,
+            origin: PageOrigin::Cas(cursor),
             facts,
-        } = page;
+        } = page
+        else {
+            return Err(PageFailure::Rejected("not a legacy API page".to_owned()));
+        };
         let (has_next, next_upper) = (facts.has_next, facts.next_upper);
-        let rejected = |why: String| PageFailure::Rejected(why);
-        let ticket = *next_ticket;
-        *next_ticket += 1;
         let records = split.records.len();
         let scanning = facts.next.is_some();
         if let Some(next) = facts.next.take() {
             awaiting.push_back(AwaitedPage {
                 ticket,
-                cursor: next,
+                position: Position::Cas(next),
                 records,
             });
         }
         let mut advance = cursor.begin_page(scratch);
         let mut tally = Tally::default();
-        let mut batch = if scanning && records > SCAN_CHUNK_RECORDS {
+        let batch = if scanning && records > SCAN_CHUNK_RECORDS {
             // Every record of a scan page is new: no cursor walk, and the
             // records can be shared with the helper thread.
             encode_shared(
@@ -170,42 +210,117 @@ impl EncodeStage {
             );
             batch
         };
-        let Tally {
-            delivered,
-            bad,
-            first_problem,
-        } = tally;
         if !scanning {
             let next = advance
                 .finish(has_next, next_upper)
-                .map_err(|e| rejected(e.to_string()))?;
+                .map_err(|e| PageFailure::Rejected(e.to_string()))?;
+            let delivered = tally.delivered;
             awaiting.push_back(AwaitedPage {
                 ticket,
-                cursor: next.clone(),
+                position: Position::Cas(next.clone()),
                 records: delivered,
             });
             let _ = verdicts.send(Verdict::Accepted {
                 has_next,
-                next,
+                next: Position::Cas(next),
                 delivered,
             });
         }
-        if let Some(problem) = first_problem {
-            status
-                .counters(cursor.kind)
-                .dropped
-                .fetch_add(bad, Ordering::Relaxed);
-            warn!(
-                "{}: {}: {bad} malformed record(s) in a page skipped (counted as dropped); the first: {problem}",
-                status.tenant,
-                cursor.kind.name()
-            );
+        Ok((cursor.kind, batch, tally))
+    }
+
+    /// A Graph answer: each record in the window that the cursor has not
+    /// delivered before is encoded and remembered; with the window's last
+    /// page, the cursor closes over the window. The fetcher gets the
+    /// cursor after the page as its verdict.
+    fn encode_graph_page(
+        &mut self,
+        page: &mut Page,
+        ticket: u64,
+        verdicts: &Sender<Verdict>,
+    ) -> Result<(DataType, Batch, Tally), PageFailure> {
+        let Self {
+            parser,
+            encoder,
+            sink,
+            awaiting,
+            status,
+            graph_key,
+            ..
+        } = self;
+        let Page {
+            buffers: PageBuffers { bytes, split },
+            origin: PageOrigin::Graph(answer),
+            ..
+        } = page
+        else {
+            return Err(PageFailure::Rejected("not a Graph answer".to_owned()));
+        };
+        let source = answer.position.source;
+        let window = answer.window;
+        let asked_before = answer.position.cursor.position;
+        let mut next = answer.position.clone();
+        let mut tally = Tally::default();
+        let mut unplaced = 0u64;
+        let mut first_unplaced = None;
+        let mut late = 0u64;
+        let mut batch = sink.batch();
+        let mapping = encoder.mapping();
+        encoder.set_mapping(match source {
+            GraphSource::Alerts(_) => Mapping::GraphAlerts,
+            GraphSource::Events => Mapping::CloudAppEvents,
+        });
+        encode_records(
+            parser,
+            encoder,
+            bytes,
+            0,
+            &split.records,
+            &mut batch.bytes,
+            &mut tally,
+            |record| match source.record_facts(record, graph_key) {
+                // Outside the window: asked for with its own window.
+                Ok(time) if !window.contains(time) => false,
+                Ok(time) if next.cursor.is_new(time, graph_key) => {
+                    next.cursor.remember(time, graph_key);
+                    if time < asked_before {
+                        late += 1;
+                    }
+                    true
+                }
+                Ok(_) => false,
+                Err(error) => {
+                    unplaced += 1;
+                    first_unplaced.get_or_insert(error);
+                    false
+                }
+            },
+        );
+        encoder.set_mapping(mapping);
+        if let Some(error) = first_unplaced {
+            tally.bad += unplaced;
+            tally.first_problem.get_or_insert_with(|| error.to_string());
         }
-        batch.ticket = ticket;
-        if sink.send(batch).is_err() {
-            return Err(writer_stopped(sink));
+        if answer.last {
+            next.cursor.close(window, answer.late_ms);
         }
-        Ok(())
+        let kind = source.kind();
+        status
+            .counters(kind)
+            .late
+            .fetch_add(late, Ordering::Relaxed);
+        let delivered = tally.delivered;
+        awaiting.push_back(AwaitedPage {
+            ticket,
+            position: Position::Graph(next.clone()),
+            records: delivered,
+        });
+        let _ = verdicts.send(Verdict::Accepted {
+            has_next: !answer.last,
+            next: Position::Graph(next),
+            delivered,
+        });
+        Ok((kind, batch, tally))
     }
 
     /// Takes every batch the writer has returned so far, without waiting,
@@ -213,7 +328,7 @@ impl EncodeStage {
     /// record count), oldest first.
     pub fn collect<E>(
         &mut self,
-        mut confirmed: impl FnMut(Cursor, usize) -> Result<(), E>,
+        mut confirmed: impl FnMut(Position, usize) -> Result<(), E>,
     ) -> Result<(), E> {
         let Self { sink, awaiting, .. } = self;
         sink.settle_taken_back(|ticket| settle(awaiting, ticket, &mut confirmed))?;
@@ -229,7 +344,7 @@ impl EncodeStage {
     /// meanwhile to `confirmed`.
     fn finish(
         &mut self,
-        mut confirmed: impl FnMut(Cursor, usize) -> Result<(), RunError>,
+        mut confirmed: impl FnMut(Position, usize) -> Result<(), RunError>,
     ) -> Result<(), RunError> {
         let Self { sink, awaiting, .. } = self;
         sink.settle_taken_back(|ticket| settle(awaiting, ticket, &mut confirmed))?;
@@ -262,14 +377,14 @@ impl EncodeStage {
 fn settle<E>(
     awaiting: &mut VecDeque<AwaitedPage>,
     ticket: u64,
-    confirmed: &mut impl FnMut(Cursor, usize) -> Result<(), E>,
+    confirmed: &mut impl FnMut(Position, usize) -> Result<(), E>,
 ) -> Result<(), E> {
     if ticket == 0 {
         return Ok(());
     }
     while awaiting.front().is_some_and(|p| p.ticket <= ticket) {
         if let Some(page) = awaiting.pop_front() {
-            confirmed(page.cursor, page.records)?;
+            confirmed(page.position, page.records)?;
         }
     }
     Ok(())

@@ -5,27 +5,29 @@ use std::io;
 
 use crate::exit;
 use crate::sink::SinkError;
-use crate::source::cas::client::FetchError;
 use crate::state::checkpoint::CheckpointError;
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The credentials were rejected before anything was fetched.
-    #[error("{tenant}: {source}")]
+    /// An upstream rejected the credentials (or lacks a permission)
+    /// before it answered anything.
+    #[error("{tenant}: {message}")]
     InvalidToken {
         /// The tenant.
         tenant: String,
-        /// The rejection.
-        source: FetchError,
+        /// The rejection, as the upstream's client worded it.
+        message: String,
     },
-    /// The HTTP client could not be built from the configuration.
-    #[error("{tenant}: cannot set up the API client: {source}")]
+    /// An HTTP client could not be built from the configuration.
+    #[error("{tenant}: cannot set up the {upstream} client: {reason}")]
     ClientSetup {
         /// The tenant.
         tenant: String,
+        /// `API` or `Graph`.
+        upstream: &'static str,
         /// Why.
-        source: FetchError,
+        reason: String,
     },
     /// Consecutive critical failures reached the configured limit.
     #[error("{tenant}: Too many critical errors: {count} consecutive failures; the last: {last}")]

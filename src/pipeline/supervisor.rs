@@ -17,7 +17,7 @@ use super::{RunError, RunSummary};
 use crate::config::{RunPlan, ServicePlan};
 use crate::shutdown::StopSignal;
 use crate::state::checkpoint::CheckpointStore;
-use crate::status::{self, Direction, State, TenantStatus};
+use crate::status::{self, State, TenantStatus};
 
 /// How often the service looks at its tenants, signals and config file.
 pub const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
@@ -170,10 +170,7 @@ impl Supervisor {
             .chain(self.stopping.iter_mut().map(|(run, _)| run))
         {
             let report = run.status.report(now);
-            for (direction, link) in [
-                (Direction::Api, &report.api),
-                (Direction::Syslog, &report.syslog),
-            ] {
+            for (direction, link) in report.links() {
                 let last = &mut run.logged[direction as usize];
                 if *last != link.state {
                     let detail = match (&link.link.last_error, link.state) {
@@ -202,8 +199,10 @@ impl Supervisor {
                             || a.link.failing_since_ms != b.link.failing_since_ms
                     };
                     at.elapsed() >= STATUS_REFRESH
-                        || moved(&old.api, &report.api)
-                        || moved(&old.syslog, &report.syslog)
+                        || old
+                            .links()
+                            .zip(report.links())
+                            .any(|((_, a), (_, b))| moved(a, b))
                 });
             if stale {
                 if let Err(error) = status::write_report(self.store.dir(), &report) {

@@ -11,17 +11,24 @@ use tracing::warn;
 
 use super::checkpointer::CheckpointSaver;
 use super::encode::{EncodeLoop, EncodeStage};
-use super::fetch::{FetchLoop, Page, PageBuffers, Stream, Verdict};
+use super::fetch::{
+    EncoderLink, FetchLoop, GraphFetch, GraphStream, Page, PageBuffers, Stream, Upstream, Verdict,
+};
 use super::writer::spawn_sink;
 use super::{RunError, RunSummary};
 use crate::cef::Encoder;
-use crate::config::RunPlan;
+use crate::config::{GraphPlan, RunPlan};
+use crate::data_type::DataType;
 use crate::parse::page::SplitPage;
 use crate::parse::Parser;
 use crate::shutdown::StopSignal;
 use crate::source::budget::RequestBudget;
 use crate::source::cas::client::ApiClient;
 use crate::source::cas::cursor::Cursor;
+use crate::source::graph::client::GraphClient;
+use crate::source::graph::record::GraphSource;
+use crate::source::graph::window::WindowCursor;
+use crate::source::GraphPosition;
 use crate::state::checkpoint::CheckpointStore;
 use crate::status::{State, StatusReport, TenantStatus};
 
@@ -42,7 +49,7 @@ pub(super) struct TenantRun {
     /// supervisor (`is_finished` turns true only a moment later).
     encode_ended: Arc<AtomicBool>,
     /// States last logged, per direction.
-    pub(super) logged: [State; 2],
+    pub(super) logged: [State; 3],
     /// The last status file written, and when.
     pub(super) written: Option<(StatusReport, Instant)>,
 }
@@ -61,38 +68,55 @@ pub(super) fn start_tenant(
     let status = Arc::new(TenantStatus::new(&tenant, &plan.kinds));
     let mut streams = Vec::new();
     for &kind in &plan.kinds {
-        let cursor = match store.load(&tenant, kind)? {
-            Some(saved) => {
-                let (cursor, skipped) = Cursor::resume(saved, now, backfill_ms);
-                if let Some(gap) = skipped {
-                    warn!(
-                        "{tenant}: {}: the checkpoint is older than the backfill window; \
-                         records from {} to {} are skipped (raise --backfill to fetch them)",
-                        kind.name(),
-                        crate::clock::iso_string(gap.from),
-                        crate::clock::iso_string(gap.to)
-                    );
-                }
-                cursor
-            }
-            None => Cursor::start(kind, now, backfill_ms),
-        };
+        let upstream =
+            match &plan.graph {
+                Some(graph) if kind.is_graph() => Upstream::Graph(GraphStream::new(
+                    graph_position(store, &tenant, kind, graph, now, backfill_ms)?,
+                )),
+                _ => Upstream::Cas(cas_cursor(store, &tenant, kind, now, backfill_ms)?),
+            };
         streams.push(Stream {
             kind,
-            cursor,
+            upstream,
             due: Instant::now(),
             caught_up: false,
         });
     }
     let stop = StopSignal::new();
     let budget = Arc::new(RequestBudget::new(plan.requests_per_minute));
-    let client = ApiClient::new(plan.client.clone(), budget)
-        .map_err(|source| RunError::ClientSetup {
-            tenant: tenant.clone(),
-            source,
-        })?
-        .with_stop(stop.clone());
-    let _ = status.client.set(client.stats());
+    let client = match &plan.client {
+        Some(config) => {
+            let client = ApiClient::new(config.clone(), Arc::clone(&budget))
+                .map_err(|error| RunError::ClientSetup {
+                    tenant: tenant.clone(),
+                    upstream: "API",
+                    reason: error.to_string(),
+                })?
+                .with_stop(stop.clone());
+            let _ = status.client.set(client.stats());
+            Some(client)
+        }
+        None => None,
+    };
+    let graph = match &plan.graph {
+        Some(graph) => {
+            let client = GraphClient::new(graph.client.clone(), Arc::clone(&budget))
+                .map_err(|error| RunError::ClientSetup {
+                    tenant: tenant.clone(),
+                    upstream: "Graph",
+                    reason: error.to_string(),
+                })?
+                .with_stop(stop.clone());
+            let _ = status.graph.set(client.stats());
+            Some(GraphFetch {
+                client,
+                plan: graph.windows,
+                hunting_rows: graph.hunting_rows,
+                alerts_filter: graph.alerts_filter.clone(),
+            })
+        }
+        None => None,
+    };
     let sink = spawn_sink(plan.destination.clone(), &tenant).map_err(RunError::Output)?;
     let _ = status.sink.set(Arc::clone(&sink.health));
     let (pages_in, pages_out) = crossbeam_channel::bounded::<Page>(PAGE_CHANNEL_PAGES);
@@ -142,6 +166,7 @@ pub(super) fn start_tenant(
         let work = FetchLoop {
             tenant: tenant.clone(),
             client,
+            graph,
             streams,
             filters: plan.filters,
             poll_interval: plan.poll_interval,
@@ -155,7 +180,13 @@ pub(super) fn start_tenant(
         };
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{tenant}"))
-            .spawn(move || work.run(pages_in, verdicts_out, spare_out));
+            .spawn(move || {
+                work.run(EncoderLink {
+                    pages: pages_in,
+                    verdicts: verdicts_out,
+                    spare: spare_out,
+                })
+            });
         match spawned {
             Ok(thread) => thread,
             Err(error) => {
@@ -174,7 +205,7 @@ pub(super) fn start_tenant(
         fetch: Some(fetch),
         encode: Some(encode),
         encode_ended,
-        logged: [State::Created, State::Created],
+        logged: [State::Created; 3],
         written: None,
     })
 }
@@ -202,4 +233,76 @@ impl TenantRun {
         encoded?;
         Ok(summary)
     }
+}
+
+/// A legacy data type's cursor: the saved one, or a first start's.
+fn cas_cursor(
+    store: &CheckpointStore,
+    tenant: &str,
+    kind: DataType,
+    now: i64,
+    backfill_ms: i64,
+) -> Result<Cursor, RunError> {
+    Ok(match store.load(tenant, kind)? {
+        Some(saved) => {
+            let (cursor, skipped) = Cursor::resume(saved, now, backfill_ms);
+            if let Some(gap) = skipped {
+                warn!(
+                    "{tenant}: {}: the checkpoint is older than the backfill window; \
+                     records from {} to {} are skipped (raise --backfill to fetch them)",
+                    kind.name(),
+                    crate::clock::iso_string(gap.from),
+                    crate::clock::iso_string(gap.to)
+                );
+            }
+            cursor
+        }
+        None => Cursor::start(kind, now, backfill_ms),
+    })
+}
+
+/// A Graph data type's position: the saved one, or a first start's.
+fn graph_position(
+    store: &CheckpointStore,
+    tenant: &str,
+    kind: DataType,
+    plan: &GraphPlan,
+    now: i64,
+    backfill_ms: i64,
+) -> Result<GraphPosition, RunError> {
+    let source = if kind == DataType::GraphAlerts {
+        GraphSource::Alerts(plan.versions)
+    } else {
+        GraphSource::Events
+    };
+    let backfill_from = now.saturating_sub(backfill_ms);
+    let cursor = match store.load_graph(tenant, kind)? {
+        None => WindowCursor::start(backfill_from),
+        Some(mut saved) => {
+            if saved.time_field != source.time_field() {
+                // The keys remembered were of the other mode: forget them.
+                warn!(
+                    "{tenant}: {}: graph_alerts_versions changed (windows were over {}, now \
+                     over {}): alerts of the last late window may be delivered again",
+                    kind.name(),
+                    saved.time_field,
+                    source.time_field()
+                );
+                saved.cursor.seen.clear();
+            }
+            if saved.cursor.position < backfill_from {
+                warn!(
+                    "{tenant}: {}: the checkpoint is older than the backfill window; \
+                     records from {} to {} are skipped (raise --backfill to fetch them)",
+                    kind.name(),
+                    crate::clock::iso_string(saved.cursor.position),
+                    crate::clock::iso_string(backfill_from)
+                );
+                WindowCursor::start(backfill_from)
+            } else {
+                saved.cursor
+            }
+        }
+    };
+    Ok(GraphPosition { source, cursor })
 }

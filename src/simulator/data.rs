@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 
-use crate::data_type::DataType;
+use crate::data_type::{DataType, Family};
 
 /// How a stream's records are spread over time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,8 +143,8 @@ impl StreamConfig {
 
     /// The `_id` of record `index`: unique within the stream.
     pub fn write_id(&self, index: u64, out: &mut String) {
-        match self.kind {
-            DataType::Activities => {
+        match self.kind.family() {
+            Family::Activity => {
                 let _ = write!(
                     out,
                     "{}_{}_{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
@@ -157,7 +157,7 @@ impl StreamConfig {
                     index & 0xffff_ffff_ffff,
                 );
             }
-            DataType::Alerts => {
+            Family::Alert => {
                 let _ = write!(out, "{:08x}{:016x}", self.seed as u32, index);
             }
         }
@@ -172,9 +172,9 @@ impl StreamConfig {
 
     /// Appends record `index` as compact JSON.
     pub fn write_record(&self, index: u64, out: &mut Vec<u8>) {
-        match self.kind {
-            DataType::Activities => self.write_activity(index, out),
-            DataType::Alerts => self.write_alert(index, out),
+        match self.kind.family() {
+            Family::Activity => self.write_activity(index, out),
+            Family::Alert => self.write_alert(index, out),
         }
     }
 

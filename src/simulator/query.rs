@@ -13,7 +13,7 @@ use simd_json::prelude::*;
 use simd_json::OwnedValue;
 
 use super::data::StreamConfig;
-use crate::data_type::DataType;
+use crate::data_type::{DataType, Family};
 
 /// Records per page without scan mode (with an API token).
 pub const MAX_PAGE: u64 = 100;
@@ -229,9 +229,9 @@ pub fn run(stream: &StreamConfig, query: &Query, now_ms: i64) -> Page {
         SortField::Date => 0,
         SortField::Created => ingestion_spread,
     };
-    let created_of = |i: u64| match stream.kind {
-        DataType::Activities => stream.created(i),
-        DataType::Alerts => stream.timestamp(i),
+    let created_of = |i: u64| match stream.kind.family() {
+        Family::Activity => stream.created(i),
+        Family::Alert => stream.timestamp(i),
     };
     let matches = |i: u64| {
         query.date.contains(stream.timestamp(i))
@@ -374,9 +374,9 @@ mod tests {
 
     /// The reference answer: every visible index, filtered and sorted.
     fn brute_force(s: &StreamConfig, q: &Query, now: i64, upto: u64) -> Vec<u64> {
-        let created = |i| match s.kind {
-            DataType::Activities => s.created(i),
-            DataType::Alerts => s.timestamp(i),
+        let created = |i| match s.kind.family() {
+            Family::Activity => s.created(i),
+            Family::Alert => s.timestamp(i),
         };
         let mut all: Vec<u64> = (0..upto)
             .filter(|&i| {

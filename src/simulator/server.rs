@@ -21,7 +21,7 @@ use super::data::{mix, StreamConfig};
 use super::graph::{self, GraphConfig};
 use super::query::{self, Query};
 use super::tls::TestPki;
-use crate::data_type::DataType;
+use crate::data_type::{DataType, Family};
 use crate::source::graph::request::{ALERTS_PATH, HUNTING_PATH};
 
 /// Connections served at once; more are closed on accept.
@@ -542,9 +542,9 @@ fn respond<W: Write>(
             }
         }
     };
-    let (stream, rendered) = match kind {
-        DataType::Activities => (&shared.config.activities, &shared.rendered[0]),
-        DataType::Alerts => (&shared.config.alerts, &shared.rendered[1]),
+    let (stream, rendered) = match kind.family() {
+        Family::Activity => (&shared.config.activities, &shared.rendered[0]),
+        Family::Alert => (&shared.config.alerts, &shared.rendered[1]),
     };
     let query = match Query::parse(&body, kind) {
         Ok(query) => query,

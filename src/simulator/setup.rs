@@ -9,9 +9,16 @@ use std::time::Duration;
 
 use super::{Faults, SimulatorConfig};
 use crate::config::cli::DEFAULT_SHUTDOWN_TIMEOUT;
-use crate::config::{ConfigError, DemoArgs, RunPlan, ServicePlan, SimulateArgs};
-use crate::data_type::DataType;
+use crate::config::{ConfigError, DemoArgs, GraphPlan, RunPlan, ServicePlan, SimulateArgs};
 use crate::source::cas::client::{ClientConfig, Credentials, Secret, DEFAULT_MAX_ATTEMPTS};
+use crate::source::entra::EntraApp;
+use crate::source::graph::client::GraphClientConfig;
+use crate::source::graph::request::{AlertVersions, DEFAULT_HUNTING_ROWS};
+use crate::source::graph::window::WindowPlan;
+
+/// The demo's Graph windows settle for as long as the simulated records
+/// may take to become visible.
+const DEMO_SETTLE_MS: i64 = 30_000;
 
 /// The simulator configuration and a plan pointing at it for `demo`; the
 /// caller fills in the simulator's URL once it listens.
@@ -26,22 +33,64 @@ pub fn demo(
     simulator.requests_per_minute = None;
     simulator.activities.per_minute = args.activities_per_minute;
     simulator.activities.max_index_delay_ms = 30_000;
+    let connection = (
+        Duration::from_secs(5),
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+    );
+    let mut kinds = Vec::new();
+    for &kind in &args.data_types {
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        return Err(ConfigError::NoDataTypes);
+    }
+    let client = kinds.iter().any(|k| !k.is_graph()).then(|| ClientConfig {
+        api_url: String::new(),
+        credentials: Credentials::Token(Secret::Value(simulator.token.clone())),
+        proxy: None,
+        ca_pem: None,
+        connect_timeout: connection.0,
+        request_timeout: Duration::from_secs(60),
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        backoff_base: connection.1,
+        backoff_cap: connection.2,
+    });
+    let graph = kinds.iter().any(|k| k.is_graph()).then(|| GraphPlan {
+        client: GraphClientConfig {
+            graph_url: String::new(),
+            app: EntraApp {
+                login_url: String::new(),
+                tenant_id: "demo".to_owned(),
+                client_id: simulator.client_id.clone(),
+                client_secret: Secret::Value(simulator.client_secret.clone()),
+            },
+            proxy: None,
+            ca_pem: None,
+            connect_timeout: connection.0,
+            request_timeout: Duration::from_secs(60),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff_base: connection.1,
+            backoff_cap: connection.2,
+        },
+        // The simulated records become visible up to 30 s late.
+        windows: WindowPlan {
+            settle_ms: DEMO_SETTLE_MS,
+            late_ms: 4 * DEMO_SETTLE_MS,
+        },
+        versions: AlertVersions::New,
+        alerts_filter: String::new(),
+        hunting_rows: DEFAULT_HUNTING_ROWS,
+    });
     let tenant = RunPlan {
         tenant: "demo".to_owned(),
         fingerprint: String::new(),
-        client: ClientConfig {
-            api_url: String::new(),
-            credentials: Credentials::Token(Secret::Value(simulator.token.clone())),
-            proxy: None,
-            ca_pem: None,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(60),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            backoff_base: Duration::from_millis(200),
-            backoff_cap: Duration::from_secs(5),
-        },
+        client,
+        graph,
         requests_per_minute: 0,
-        kinds: vec![DataType::Alerts, DataType::Activities],
+        kinds,
         filters: HashMap::new(),
         backfill: args.history + Duration::from_secs(60),
         poll_interval: Duration::from_secs(5),

@@ -99,6 +99,21 @@ pub enum TokenError {
     },
 }
 
+impl TokenError {
+    /// The identity provider refused the application's credentials (400
+    /// `invalid_client` and the like, or 401): retrying cannot help, it is
+    /// like a wrong token.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            TokenError::Exchange {
+                status: Some(400 | 401),
+                ..
+            }
+        )
+    }
+}
+
 /// A token for one application and scope, fetched when needed.
 #[derive(Debug)]
 pub struct TokenCache {

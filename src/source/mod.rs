@@ -10,11 +10,56 @@
 //!
 //! - [`cas`]: the Defender for Cloud Apps (formerly Cloud App Security)
 //!   REST API, `/api/v1/alerts/` and `/api/v1/activities/`.
-//! - [`graph`]: Microsoft Graph (`alerts_v2`, advanced hunting): so far the
-//!   time-window cursor, not yet a client.
+//! - [`graph`]: Microsoft Graph (`alerts_v2`, advanced hunting), whose
+//!   cursor is a time window rather than a paging token.
+//!
+//! [`Position`] is where one data type stands, whichever upstream serves
+//! it: what a page was asked with and what a checkpoint holds.
 
 pub mod budget;
 pub mod cas;
 pub mod entra;
 pub mod graph;
 pub mod http;
+
+use crate::data_type::DataType;
+use cas::cursor::Cursor;
+use graph::record::GraphSource;
+use graph::window::WindowCursor;
+
+/// Where one data type stands: its cursor, of its upstream's kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// A legacy API data type.
+    Cas(Cursor),
+    /// A Graph data type.
+    Graph(GraphPosition),
+}
+
+/// Where a Graph data type stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphPosition {
+    /// Which Graph data type, and how its windows and keys are read.
+    pub source: GraphSource,
+    /// Its windows.
+    pub cursor: WindowCursor,
+}
+
+impl Position {
+    /// The data type.
+    pub fn kind(&self) -> DataType {
+        match self {
+            Position::Cas(cursor) => cursor.kind,
+            Position::Graph(graph) => graph.source.kind(),
+        }
+    }
+
+    /// Epoch ms up to which everything is delivered once this position is
+    /// checkpointed (the status's "delivered up to").
+    pub fn delivered_until(&self) -> i64 {
+        match self {
+            Position::Cas(cursor) => cursor.delivered_until(),
+            Position::Graph(graph) => graph.cursor.position,
+        }
+    }
+}

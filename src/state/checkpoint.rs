@@ -21,9 +21,25 @@ use super::atomic::{write_atomically, AtomicWriteError};
 use super::names;
 use crate::data_type::DataType;
 use crate::source::cas::cursor::{Cursor, Scan};
+use crate::source::graph::window::{Seen, WindowCursor};
+use crate::source::Position;
 
 /// Checkpoint format version.
 pub const FORMAT_VERSION: u64 = 1;
+
+/// Key of a Graph checkpoint's delivered records (`[time, key]` pairs).
+const SEEN_KEY: &str = "seen";
+/// Key of the record field a Graph checkpoint's windows are over.
+const TIME_FIELD_KEY: &str = "timeField";
+
+/// A Graph data type's saved windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedWindows {
+    /// The cursor.
+    pub cursor: WindowCursor,
+    /// The record field its windows were over.
+    pub time_field: String,
+}
 
 /// Why a checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +92,12 @@ impl CheckpointStore {
         self.dir.join(names::checkpoint_file(tenant, kind))
     }
 
-    /// The saved cursor, or `None` on a first start.
-    pub fn load(&self, tenant: &str, kind: DataType) -> Result<Option<Cursor>, CheckpointError> {
+    /// The saved checkpoint's JSON, or `None` on a first start.
+    fn read(
+        &self,
+        tenant: &str,
+        kind: DataType,
+    ) -> Result<Option<(OwnedValue, PathBuf)>, CheckpointError> {
         let path = self.path(tenant, kind);
         let mut bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -92,6 +112,18 @@ impl CheckpointStore {
         if value.get_u64("version") != Some(FORMAT_VERSION) {
             return Err(corrupt("unknown version"));
         }
+        Ok(Some((value, path)))
+    }
+
+    /// The saved cursor of a legacy data type, or `None` on a first start.
+    pub fn load(&self, tenant: &str, kind: DataType) -> Result<Option<Cursor>, CheckpointError> {
+        let Some((value, path)) = self.read(tenant, kind)? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: &str| CheckpointError::Corrupt {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
         let int = |key: &str| value.get_i64(key).ok_or_else(|| corrupt(key));
         let boundary_ids = value
             .get_array("boundaryIds")
@@ -124,8 +156,81 @@ impl CheckpointStore {
         }))
     }
 
-    /// Replaces the saved cursor atomically and durably.
-    pub fn save(&self, tenant: &str, cursor: &Cursor) -> Result<(), CheckpointError> {
+    /// The saved cursor of a Graph data type, with the record field its
+    /// windows were over (a changed `graph_alerts_versions` changes it),
+    /// or `None` on a first start.
+    pub fn load_graph(
+        &self,
+        tenant: &str,
+        kind: DataType,
+    ) -> Result<Option<SavedWindows>, CheckpointError> {
+        let Some((value, path)) = self.read(tenant, kind)? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: &str| CheckpointError::Corrupt {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        let int = |key: &str| value.get_i64(key).ok_or_else(|| corrupt(key));
+        let seen = value
+            .get_array(SEEN_KEY)
+            .ok_or_else(|| corrupt(SEEN_KEY))?
+            .iter()
+            .map(|pair| {
+                let time_ms = pair.get_idx(0).and_then(|t| t.as_i64());
+                let key = pair.get_idx(1).and_then(|k| k.as_str());
+                match (time_ms, key, pair.as_array().map(Vec::len)) {
+                    (Some(time_ms), Some(key), Some(2)) => Ok(Seen {
+                        time_ms,
+                        key: key.to_owned(),
+                    }),
+                    _ => Err(corrupt(SEEN_KEY)),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(SavedWindows {
+            cursor: WindowCursor {
+                position: int("position")?,
+                floor: int("floor")?,
+                seen,
+            },
+            time_field: value
+                .get_str(TIME_FIELD_KEY)
+                .ok_or_else(|| corrupt(TIME_FIELD_KEY))?
+                .to_owned(),
+        }))
+    }
+
+    /// Replaces the saved position atomically and durably.
+    pub fn save(&self, tenant: &str, position: &Position) -> Result<(), CheckpointError> {
+        match position {
+            Position::Cas(cursor) => self.save_cas(tenant, cursor),
+            Position::Graph(graph) => {
+                let path = self.path(tenant, graph.source.kind());
+                let cursor = &graph.cursor;
+                let mut value = OwnedValue::object();
+                let _ = value.try_insert("version", FORMAT_VERSION);
+                let _ = value.try_insert("position", cursor.position);
+                let _ = value.try_insert("floor", cursor.floor);
+                let _ = value.try_insert(TIME_FIELD_KEY, graph.source.time_field());
+                let seen: Vec<OwnedValue> = cursor
+                    .seen
+                    .iter()
+                    .map(|seen| {
+                        OwnedValue::from(vec![
+                            OwnedValue::from(seen.time_ms),
+                            OwnedValue::from(seen.key.as_str()),
+                        ])
+                    })
+                    .collect();
+                let _ = value.try_insert(SEEN_KEY, OwnedValue::from(seen));
+                let text = value.encode();
+                Ok(write_atomically(&self.dir, &path, text.as_bytes())?)
+            }
+        }
+    }
+
+    fn save_cas(&self, tenant: &str, cursor: &Cursor) -> Result<(), CheckpointError> {
         let path = self.path(tenant, cursor.kind);
         let mut value = OwnedValue::object();
         let _ = value.try_insert("version", FORMAT_VERSION);
@@ -180,7 +285,9 @@ mod tests {
             },
         ];
         for cursor in &cursors {
-            store.save("t1", cursor).expect("saves");
+            store
+                .save("t1", &Position::Cas(cursor.clone()))
+                .expect("saves");
             assert_eq!(
                 store.load("t1", cursor.kind).expect("reads").as_ref(),
                 Some(cursor)
@@ -191,6 +298,47 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn graph_windows_round_trip_with_their_time_field() {
+        use crate::source::graph::record::GraphSource;
+        use crate::source::graph::request::AlertVersions;
+        use crate::source::GraphPosition;
+        let dir = temp_dir("graph");
+        let store = CheckpointStore::open(&dir).expect("opens");
+        let mut cursor = WindowCursor::start(1_000);
+        cursor.position = 5_000;
+        cursor.remember(4_000, "a \"quoted\" id");
+        cursor.remember(4_000, "b");
+        let source = GraphSource::Alerts(AlertVersions::All);
+        let position = Position::Graph(GraphPosition {
+            source,
+            cursor: cursor.clone(),
+        });
+        store.save("t1", &position).expect("saves");
+        let saved = store
+            .load_graph("t1", DataType::GraphAlerts)
+            .expect("reads")
+            .expect("saved");
+        assert_eq!(saved.cursor, cursor);
+        assert_eq!(saved.time_field, "lastUpdateDateTime");
+        assert_eq!(
+            store
+                .load_graph("t1", DataType::CloudAppEvents)
+                .expect("reads"),
+            None
+        );
+        fs::write(
+            store.path("t1", DataType::CloudAppEvents),
+            br#"{"version":1,"position":1,"floor":1,"timeField":"Timestamp","seen":[[1]]}"#,
+        )
+        .expect("writes");
+        let error = store
+            .load_graph("t1", DataType::CloudAppEvents)
+            .expect_err("a pair without its key");
+        assert!(error.to_string().contains("seen"), "{error}");
         let _ = fs::remove_dir_all(&dir);
     }
 

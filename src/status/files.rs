@@ -115,7 +115,11 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let later = read[0].clone().at(1_000 + 3 * HOUR);
-        assert_eq!(later.api.state, State::ConnectionError);
+        assert_eq!(
+            later.api.as_ref().map(|l| l.state),
+            Some(State::ConnectionError)
+        );
+        assert_eq!(later.graph, None, "no Graph data type");
         let text = render_text(&[later], 1_000 + 3 * HOUR);
         assert!(
             text.contains("api     Connection error, failing for 3h"),

@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::model::{Direction, State, TenantStatus};
+use super::model::{State, TenantStatus};
 use crate::data_type::DataType;
 use crate::sink::SinkHealth;
 use crate::source::cas::client::ClientStats;
+use crate::source::graph::client::GraphStats;
 
 /// Prometheus text exposition of every tenant's counters.
 pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
@@ -63,7 +64,7 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
     family(
         "records_dropped_total",
         "counter",
-        "Malformed records skipped (not valid JSON objects).",
+        "Malformed records skipped (not JSON objects, or Graph records without time or id).",
         &mut per_kind(&|t, k| Some(load(&t.counters(k).dropped))).into_iter(),
     );
     family(
@@ -102,6 +103,45 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
         "counter",
         "Response bytes read from the API.",
         &mut client(|c| &c.bytes).into_iter(),
+    );
+    let graph = |read: fn(&GraphStats) -> &AtomicU64| {
+        per_tenant(&move |t: &TenantStatus| t.graph.get().map(|c| load(read(c))))
+    };
+    family(
+        "graph_requests_total",
+        "counter",
+        "Requests sent to Microsoft Graph.",
+        &mut graph(|c| &c.requests).into_iter(),
+    );
+    family(
+        "graph_throttled_total",
+        "counter",
+        "HTTP 429 and 503 answers from Microsoft Graph, waited out.",
+        &mut graph(|c| &c.throttled).into_iter(),
+    );
+    family(
+        "graph_quota_waits_total",
+        "counter",
+        "Throttling answers naming a hunting quota.",
+        &mut graph(|c| &c.quota_waits).into_iter(),
+    );
+    family(
+        "graph_windows_split_total",
+        "counter",
+        "Time windows split because an answer was full or too heavy.",
+        &mut graph(|c| &c.splits).into_iter(),
+    );
+    family(
+        "graph_retries_total",
+        "counter",
+        "Graph requests retried after a network or server error.",
+        &mut graph(|c| &c.retries).into_iter(),
+    );
+    family(
+        "records_late_total",
+        "counter",
+        "Graph records delivered because the late span was asked for again.",
+        &mut per_kind(&|t, k| Some(load(&t.counters(k).late))).into_iter(),
     );
     let sink = |read: fn(&SinkHealth) -> &AtomicU64| {
         per_tenant(&move |t: &TenantStatus| t.sink.get().map(|s| load(read(s))))
@@ -162,7 +202,7 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
     );
     let mut states = Vec::new();
     for t in tenants {
-        for direction in Direction::ALL {
+        for direction in t.directions() {
             let state = t.link(direction, now_ms).state(now_ms);
             for candidate in [
                 State::Created,
@@ -208,7 +248,7 @@ pub fn answer(
             let failing: Vec<String> = tenants
                 .iter()
                 .flat_map(|t| {
-                    Direction::ALL.into_iter().filter_map(|d| {
+                    t.directions().filter_map(|d| {
                         let state = t.link(d, now_ms).state(now_ms);
                         matches!(state, State::ConnectionError | State::Disconnected)
                             .then(|| format!("{} {}: {state}", t.tenant, d.as_str()))

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::data_type::DataType;
 use crate::sink::{LinkState, SinkHealth};
 use crate::source::cas::client::ClientStats;
+use crate::source::graph::client::GraphStats;
 
 /// A link failing for longer than this is in `Connection error`.
 pub const CONNECTION_ERROR_AFTER: Duration = Duration::from_secs(2 * 3600);
@@ -58,24 +59,36 @@ impl std::fmt::Display for State {
     }
 }
 
-/// Which side of the agent a link is.
+/// Which link of the agent: an upstream or the receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
-    /// The tenant's API.
+    /// The tenant's legacy API.
     Api,
+    /// Microsoft Graph, for the tenant's Graph data types.
+    Graph,
     /// The syslog receiver (or stdout).
     Syslog,
 }
 
 impl Direction {
-    /// Both directions, in report order.
-    pub const ALL: [Direction; 2] = [Direction::Api, Direction::Syslog];
+    /// Every link, in report order.
+    pub const ALL: [Direction; 3] = [Direction::Api, Direction::Graph, Direction::Syslog];
 
     /// The name in reports and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Api => "api",
+            Direction::Graph => "graph",
             Direction::Syslog => "syslog",
+        }
+    }
+
+    /// The upstream serving `kind`.
+    pub fn of(kind: DataType) -> Self {
+        if kind.is_graph() {
+            Direction::Graph
+        } else {
+            Direction::Api
         }
     }
 }
@@ -131,8 +144,12 @@ pub struct KindCounters {
     pub fetched: AtomicU64,
     /// Records whose lines the receiver confirmed.
     pub sent: AtomicU64,
-    /// Malformed records skipped (not valid JSON objects).
+    /// Malformed records skipped (not valid JSON objects, or a Graph
+    /// record without its time or id).
     pub dropped: AtomicU64,
+    /// Graph records delivered only because the late span was asked for
+    /// again (they became visible after their window had been asked).
+    pub late: AtomicU64,
     /// Epoch ms up to which every record is delivered and checkpointed
     /// (`i64::MIN` until known).
     pub checkpoint_ms: AtomicI64,
@@ -144,6 +161,7 @@ impl Default for KindCounters {
             fetched: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             checkpoint_ms: AtomicI64::new(i64::MIN),
         }
     }
@@ -158,10 +176,12 @@ pub struct TenantStatus {
     pub tenant: String,
     /// The data types it pulls.
     pub kinds: Vec<DataType>,
-    links: Mutex<[Link; 2]>,
-    counters: [KindCounters; 2],
-    /// The API client's counters, once it exists.
+    links: Mutex<[Link; 3]>,
+    counters: [KindCounters; 4],
+    /// The legacy API client's counters, once it exists.
     pub client: OnceLock<Arc<ClientStats>>,
+    /// The Graph client's counters, once it exists.
+    pub graph: OnceLock<Arc<GraphStats>>,
     /// The writer's state and counters, once it runs.
     pub sink: OnceLock<Arc<SinkHealth>>,
     /// Channel depths.
@@ -176,22 +196,16 @@ impl std::fmt::Debug for TenantStatus {
     }
 }
 
-fn kind_index(kind: DataType) -> usize {
-    match kind {
-        DataType::Alerts => 0,
-        DataType::Activities => 1,
-    }
-}
-
 impl TenantStatus {
     /// A tenant that has not connected anywhere yet.
     pub fn new(tenant: &str, kinds: &[DataType]) -> Self {
         Self {
             tenant: tenant.to_owned(),
             kinds: kinds.to_vec(),
-            links: Mutex::new([Link::default(), Link::default()]),
-            counters: [KindCounters::default(), KindCounters::default()],
+            links: Mutex::default(),
+            counters: Default::default(),
             client: OnceLock::new(),
+            graph: OnceLock::new(),
             sink: OnceLock::new(),
             depths: Mutex::new(Vec::new()),
         }
@@ -199,7 +213,19 @@ impl TenantStatus {
 
     /// The counters of `kind`.
     pub fn counters(&self, kind: DataType) -> &KindCounters {
-        &self.counters[kind_index(kind)]
+        &self.counters[kind.index()]
+    }
+
+    /// The links this tenant uses: the upstreams of its data types, and
+    /// the receiver.
+    pub fn directions(&self) -> impl Iterator<Item = Direction> + '_ {
+        Direction::ALL.into_iter().filter(|&direction| {
+            direction == Direction::Syslog
+                || self
+                    .kinds
+                    .iter()
+                    .any(|&kind| Direction::of(kind) == direction)
+        })
     }
 
     /// Updates a link.
@@ -241,13 +267,18 @@ impl TenantStatus {
 
     /// The report written to the status file and printed by `status`.
     pub fn report(&self, now_ms: i64) -> StatusReport {
-        let api = self.link(Direction::Api, now_ms);
+        let upstream = |direction: Direction| {
+            self.directions()
+                .any(|used| used == direction)
+                .then(|| LinkReport::new(self.link(direction, now_ms), now_ms))
+        };
         let syslog = self.link(Direction::Syslog, now_ms);
         StatusReport {
             tenant: self.tenant.clone(),
             pid: std::process::id(),
             updated_ms: now_ms,
-            api: LinkReport::new(api, now_ms),
+            api: upstream(Direction::Api),
+            graph: upstream(Direction::Graph),
             syslog: LinkReport::new(syslog, now_ms),
             data_types: self
                 .kinds
@@ -259,6 +290,8 @@ impl TenantStatus {
                         data_type: kind.name().to_owned(),
                         fetched: c.fetched.load(Ordering::Relaxed),
                         sent: c.sent.load(Ordering::Relaxed),
+                        dropped: c.dropped.load(Ordering::Relaxed),
+                        late: c.late.load(Ordering::Relaxed),
                         checkpoint_ms: (checkpoint != i64::MIN).then_some(checkpoint),
                     }
                 })
@@ -289,12 +322,18 @@ impl LinkReport {
 /// One data type in a report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindReport {
-    /// `alerts` or `activities`.
+    /// The data type's name ([`DataType::name`]).
     pub data_type: String,
     /// Records fetched since the agent started.
     pub fetched: u64,
     /// Records confirmed by the receiver since the agent started.
     pub sent: u64,
+    /// Malformed records skipped since the agent started.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Graph records caught by asking the late span again.
+    #[serde(default)]
+    pub late: u64,
     /// Everything up to this epoch ms is delivered and checkpointed.
     pub checkpoint_ms: Option<i64>,
 }
@@ -308,8 +347,12 @@ pub struct StatusReport {
     pub pid: u32,
     /// When the agent wrote this (epoch ms).
     pub updated_ms: i64,
-    /// The API link.
-    pub api: LinkReport,
+    /// The legacy API link, when the tenant pulls a legacy data type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<LinkReport>,
+    /// The Microsoft Graph link, when the tenant pulls a Graph data type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<LinkReport>,
     /// The syslog link.
     pub syslog: LinkReport,
     /// Per data type.
@@ -320,9 +363,25 @@ impl StatusReport {
     /// The same report with its states derived again at `now_ms` (a file
     /// read later may describe links that have failed longer since).
     pub fn at(mut self, now_ms: i64) -> Self {
-        self.api.state = self.api.link.state(now_ms);
-        self.syslog.state = self.syslog.link.state(now_ms);
+        for link in [&mut self.api, &mut self.graph]
+            .into_iter()
+            .flatten()
+            .chain([&mut self.syslog])
+        {
+            link.state = link.link.state(now_ms);
+        }
         self
+    }
+
+    /// The links the report holds, in report order.
+    pub fn links(&self) -> impl Iterator<Item = (Direction, &LinkReport)> {
+        [
+            (Direction::Api, self.api.as_ref()),
+            (Direction::Graph, self.graph.as_ref()),
+            (Direction::Syslog, Some(&self.syslog)),
+        ]
+        .into_iter()
+        .filter_map(|(direction, link)| Some((direction, link?)))
     }
 }
 

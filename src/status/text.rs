@@ -21,8 +21,8 @@ pub fn render_text(reports: &[StatusReport], now_ms: i64) -> String {
             report.pid,
             ago(now_ms, report.updated_ms)
         );
-        for (name, link) in [("api", &report.api), ("syslog", &report.syslog)] {
-            let _ = write!(out, "  {name:<7} {}", link.state);
+        for (direction, link) in report.links() {
+            let _ = write!(out, "  {:<7} {}", direction.as_str(), link.state);
             if let Some(since) = link.link.failing_since_ms {
                 let _ = write!(out, ", failing for {}", ago(now_ms, since));
             } else if let Some(ok) = link.link.last_success_ms {
@@ -40,9 +40,15 @@ pub fn render_text(reports: &[StatusReport], now_ms: i64) -> String {
         for kind in &report.data_types {
             let _ = write!(
                 out,
-                "  {:<11} fetched {}, sent {}",
+                "  {:<16} fetched {}, sent {}",
                 kind.data_type, kind.fetched, kind.sent
             );
+            if kind.dropped > 0 {
+                let _ = write!(out, ", {} malformed skipped", kind.dropped);
+            }
+            if kind.late > 0 {
+                let _ = write!(out, ", {} caught late", kind.late);
+            }
             match kind.checkpoint_ms {
                 Some(ms) => {
                     let _ = writeln!(out, ", delivered up to {}", crate::clock::iso_string(ms));

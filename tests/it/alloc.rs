@@ -18,7 +18,7 @@ use siem_agent::data_type::DataType;
 use siem_agent::parse::page::SplitPage;
 use siem_agent::parse::{InputReader, Item, Parser};
 use siem_agent::pipeline::encode::EncodeStage;
-use siem_agent::pipeline::fetch::{read_page, Page, PageBuffers, Verdict};
+use siem_agent::pipeline::fetch::{read_page, Page, PageBuffers, PageOrigin, Verdict};
 use siem_agent::pipeline::writer::spawn_writer;
 use siem_agent::pipeline::SCAN_CHUNK_RECORDS;
 use siem_agent::source::cas::cursor::Cursor;
@@ -320,7 +320,7 @@ impl PagePath {
                 bytes: std::mem::take(&mut bytes),
                 split,
             },
-            cursor,
+            origin: PageOrigin::Cas(cursor),
             facts,
         };
         self.stage

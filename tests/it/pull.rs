@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use siem_agent::clock::now_ms;
-use siem_agent::data_type::DataType;
+use siem_agent::data_type::{DataType, Family};
 use siem_agent::simulator::data::StreamConfig;
 use siem_agent::simulator::server::DEFAULT_TOKEN;
 use siem_agent::simulator::{Faults, Simulator, SimulatorConfig};
@@ -132,9 +132,9 @@ pub(crate) fn expected_ids(stream: &StreamConfig, until_ms: i64) -> Vec<String> 
     let mut ids = Vec::new();
     let mut index = 0;
     while stream.timestamp(index) <= until_ms {
-        let visible = match stream.kind {
-            DataType::Activities => stream.created(index) <= until_ms,
-            DataType::Alerts => true,
+        let visible = match stream.kind.family() {
+            Family::Activity => stream.created(index) <= until_ms,
+            Family::Alert => true,
         };
         if visible {
             ids.push(stream.id(index));
@@ -519,7 +519,9 @@ fn after_a_long_stop_catch_up_starts_at_the_window_and_logs_the_gap() {
     let tenant = sim.address().to_string();
     let three_days_ago = now_ms() - 3 * 86_400_000;
     let old = Cursor::start(DataType::Alerts, three_days_ago, 0);
-    store.save(&tenant, &old).expect("saves");
+    store
+        .save(&tenant, &siem_agent::source::Position::Cas(old))
+        .expect("saves");
     args.extend(["--tenant", &tenant, "--data-types", "alerts", "--once"].map(str::to_owned));
     let output = run_to_end(&args, &dir.join("out.cef"), Duration::from_secs(120));
     let log = String::from_utf8_lossy(&output.stderr);

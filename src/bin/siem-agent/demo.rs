@@ -25,7 +25,13 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let expected = config.expected_records(clock::now_ms());
     let simulator = Simulator::start(config).context("cannot start the simulator")?;
     for tenant in &mut plan.tenants {
-        tenant.client.api_url = simulator.url();
+        if let Some(client) = &mut tenant.client {
+            client.api_url = simulator.url();
+        }
+        if let Some(graph) = &mut tenant.graph {
+            graph.client.graph_url = simulator.url();
+            graph.client.app.login_url = simulator.url();
+        }
     }
     let _ = logging::init(&LogPlan {
         directory: None,

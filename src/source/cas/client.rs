@@ -128,12 +128,10 @@ impl From<SecretError> for FetchError {
 
 impl From<TokenError> for FetchError {
     fn from(error: TokenError) -> Self {
-        match error {
-            TokenError::Exchange {
-                status: Some(400 | 401),
-                ..
-            } => FetchError::CredentialsRejected(error.to_string()),
-            error => FetchError::Credentials(error.to_string()),
+        if error.is_rejection() {
+            FetchError::CredentialsRejected(error.to_string())
+        } else {
+            FetchError::Credentials(error.to_string())
         }
     }
 }

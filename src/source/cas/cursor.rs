@@ -23,7 +23,7 @@ use simd_json::prelude::*;
 use simd_json::tape::Value;
 use simd_json::OwnedValue;
 
-use crate::data_type::DataType;
+use crate::data_type::{DataType, Family};
 
 /// Records per tail request (the API's maximum with a token).
 pub const TAIL_PAGE: u64 = 100;
@@ -94,8 +94,8 @@ impl Cursor {
     /// The cursor of a first start at `now_ms` with a backfill window.
     pub fn start(kind: DataType, now_ms: i64, backfill_ms: i64) -> Self {
         let low = now_ms - backfill_ms;
-        match kind {
-            DataType::Activities => Self {
+        match kind.family() {
+            Family::Activity => Self {
                 kind,
                 position: now_ms + 1,
                 boundary_ids: Vec::new(),
@@ -107,7 +107,7 @@ impl Cursor {
                     created_to: now_ms,
                 }),
             },
-            DataType::Alerts => Self {
+            Family::Alert => Self {
                 kind,
                 position: low,
                 boundary_ids: Vec::new(),
@@ -226,9 +226,9 @@ impl Cursor {
                 let _ = body.try_insert("limit", limit);
             }
             (None, kind) => {
-                let field = match kind {
-                    DataType::Activities => "created",
-                    DataType::Alerts => "date",
+                let field = match kind.family() {
+                    Family::Activity => "created",
+                    Family::Alert => "date",
                 };
                 bound(field, &[("gte", self.position)]);
                 let _ = body.try_insert("sortField", field);

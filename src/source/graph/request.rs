@@ -24,6 +24,8 @@ use crate::clock::{write_iso_time, MAX_TIMESTAMP_MS};
 pub const ALERTS_PATH: &str = "/v1.0/security/alerts_v2";
 /// Path of the hunting endpoint, after the Graph base URL.
 pub const HUNTING_PATH: &str = "/v1.0/security/runHuntingQuery";
+/// The key of an alerts page's link to its next page.
+pub const NEXT_LINK: &str = "@odata.nextLink";
 /// The largest `$top` `alerts_v2` accepts.
 pub const MAX_ALERTS_PAGE: u32 = 1_000;
 /// The largest `take` a hunting query may have (rows per result).

@@ -17,12 +17,11 @@
 //!   one millisecond cannot be split; the caller then pages through it.
 //!
 //! Nothing assumes an order of the records within an answer. The cursor is
-//! meant to be saved after every confirmed answer, as the legacy cursors
-//! are (the pipeline does not run the Graph data types yet, so nothing
-//! saves it today); a restart from a saved cursor asks again from
-//! `position - late`, and the remembered keys keep what was delivered from
-//! being delivered twice. The property test below restarts from the saved
-//! cursor after every answer.
+//! saved after every confirmed answer, as the legacy cursors are
+//! ([`crate::state::checkpoint`]); a restart from a saved cursor asks again
+//! from `position - late`, and the remembered keys keep what was delivered
+//! from being delivered twice. The property test below restarts from the
+//! saved cursor after every answer.
 
 use std::collections::BTreeSet;
 
@@ -144,6 +143,30 @@ impl WindowCursor {
     }
 }
 
+impl WindowCursor {
+    /// Remembers a record as delivered.
+    pub fn remember(&mut self, time_ms: i64, key: &str) {
+        self.seen.insert(Seen {
+            time_ms,
+            key: key.to_owned(),
+        });
+    }
+
+    /// Every record of `window` is delivered: the position moves past it,
+    /// and the records that have left the late span (`late_ms` before the
+    /// position) are forgotten.
+    pub fn close(&mut self, window: Window, late_ms: i64) {
+        // Windows are answered in time order, so the end of this one is
+        // the end of everything asked so far.
+        self.position = self.position.max(window.to);
+        let keep_from = self.position.saturating_sub(late_ms);
+        self.seen = self.seen.split_off(&Seen {
+            time_ms: keep_from,
+            key: String::new(),
+        });
+    }
+}
+
 /// The windows one poll still has to ask for, next first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowWalk {
@@ -190,17 +213,23 @@ impl WindowWalk {
         delivered: impl IntoIterator<Item = Seen>,
     ) -> Result<(), WindowError> {
         self.expect(window)?;
-        self.pending.pop();
         cursor.seen.extend(delivered);
-        // Windows are answered in time order, so the end of this one is
-        // the end of everything asked so far.
-        cursor.position = cursor.position.max(window.to);
-        let keep_from = cursor.position.saturating_sub(self.late_ms);
-        cursor.seen = cursor.seen.split_off(&Seen {
-            time_ms: keep_from,
-            key: String::new(),
-        });
+        cursor.close(window, self.late_ms);
+        self.done(window)
+    }
+
+    /// `window` was answered and the cursor closed over it (by
+    /// [`WindowCursor::close`], on the thread that saw its records): the
+    /// walk goes on with the next window.
+    pub fn done(&mut self, window: Window) -> Result<(), WindowError> {
+        self.expect(window)?;
+        self.pending.pop();
         Ok(())
+    }
+
+    /// How far back each poll asks again (ms).
+    pub fn late_ms(&self) -> i64 {
+        self.late_ms
     }
 
     fn expect(&self, window: Window) -> Result<(), WindowError> {
