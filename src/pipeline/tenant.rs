@@ -75,12 +75,7 @@ pub(super) fn start_tenant(
                 )),
                 _ => Upstream::Cas(cas_cursor(store, &tenant, kind, now, backfill_ms)?),
             };
-        streams.push(Stream {
-            kind,
-            upstream,
-            due: Instant::now(),
-            caught_up: false,
-        });
+        streams.push(Stream::new(kind, upstream));
     }
     let stop = StopSignal::new();
     let budget = Arc::new(RequestBudget::new(plan.requests_per_minute));

@@ -11,12 +11,14 @@
 //! which moves their `lastUpdateDateTime`.
 //!
 //! Behaviour a client must cope with: `$top` over 1,000 is refused; pages
-//! are newest first and carry an `@odata.nextLink` with `$skip`; a hunting
-//! result is cut at the query's `take`, and at [`GraphConfig::row_cap`],
-//! without notice; a window with more matching rows than
-//! [`GraphConfig::cpu_rows_limit`] is refused as too heavy for the CPU
-//! quota; a permission can be switched off (403); throttling answers 429
-//! with the quota message and the configured `Retry-After`.
+//! are newest first, may hold fewer alerts than asked for
+//! ([`GraphConfig::alerts_page_cap`]) and carry an `@odata.nextLink` with
+//! `$skip`; a hunting result is cut at the query's `take`, and at
+//! [`GraphConfig::row_cap`], without notice; a window with more matching
+//! rows than [`GraphConfig::cpu_rows_limit`] is refused as too heavy for
+//! the CPU quota, and a result over [`GraphConfig::result_bytes_limit`] as
+//! too large; a permission can be switched off (403); throttling answers
+//! 429 with the quota message and the configured `Retry-After`.
 
 use std::fmt::Write as _;
 
@@ -39,6 +41,15 @@ pub struct GraphConfig {
     /// A hunting window with more matching rows than this is refused as
     /// too heavy for the CPU quota (`None`: never).
     pub cpu_rows_limit: Option<u64>,
+    /// `Retry-After` seconds sent with the CPU quota's 400 (the real
+    /// service sends none; tests shorten the agent's wait with it).
+    pub heavy_retry_after: Option<u64>,
+    /// A hunting result longer than this many bytes is refused as too
+    /// large (the real limit is about 124 MB; `None`: never).
+    pub result_bytes_limit: Option<usize>,
+    /// Alerts per page at most, whatever the request's `$top` (Graph may
+    /// page on its own); the rest follows through `@odata.nextLink`.
+    pub alerts_page_cap: u32,
     /// Permissions switched off: requests needing them get 403.
     pub denied: Vec<String>,
     /// Time between an alert's updates (ms).
@@ -50,6 +61,9 @@ impl Default for GraphConfig {
         Self {
             row_cap: MAX_HUNTING_ROWS,
             cpu_rows_limit: None,
+            heavy_retry_after: None,
+            result_bytes_limit: None,
+            alerts_page_cap: MAX_ALERTS_PAGE,
             denied: Vec::new(),
             update_every_ms: 20 * 60_000,
         }
@@ -137,7 +151,7 @@ pub fn parse_hunting_query(query: &str) -> Option<(Window, u32)> {
 }
 
 /// A hunting row's `ReportId`.
-fn report_id(stream: &StreamConfig, index: u64) -> String {
+pub fn report_id(stream: &StreamConfig, index: u64) -> String {
     let a = mix(stream.seed, index, 31);
     let b = mix(stream.seed, index, 32);
     format!(
@@ -217,11 +231,16 @@ pub fn hunting(stream: &StreamConfig, config: &GraphConfig, body: &[u8], now_ms:
         index += 1;
     }
     if config.cpu_rows_limit.is_some_and(|limit| matching > limit) {
-        return bad_request(
+        let (status, _, body) = bad_request(
             "Query execution has exceeded the allowed limits. The query execution was \
              preempted. This could possibly be due to high CPU and/or memory resource \
              consumption.",
         );
+        let retry = config
+            .heavy_retry_after
+            .map(|s| format!("Retry-After: {s}\r\n"))
+            .unwrap_or_default();
+        return (status, retry, body);
     }
     rows.sort_unstable();
     rows.truncate(take.min(config.row_cap) as usize);
@@ -235,15 +254,33 @@ pub fn hunting(stream: &StreamConfig, config: &GraphConfig, body: &[u8], now_ms:
         write_event(stream, index, &mut out);
     }
     out.push_str("]}");
+    if config
+        .result_bytes_limit
+        .is_some_and(|limit| out.len() > limit)
+    {
+        return bad_request("Query execution has exceeded the allowed result size.");
+    }
     ("200 OK", String::new(), out.into_bytes())
 }
 
 // ----------------------------------------------------------------- alerts
 
-/// The times alert `index` was updated, up to `now_ms` (at most two).
+/// An alert's `id`.
+pub fn alert_id(stream: &StreamConfig, index: u64) -> String {
+    format!("da{:016x}{:016x}", stream.seed, index)
+}
+
+/// How many times alert `index` is updated (0 to 2), each
+/// [`GraphConfig::update_every_ms`] after the one before.
+pub fn update_count(stream: &StreamConfig, index: u64) -> i64 {
+    (mix(stream.seed, index, 41) % 3) as i64
+}
+
+/// The alert's last update time as of `now_ms` (its creation time if it
+/// has not been updated yet).
 fn updates(stream: &StreamConfig, config: &GraphConfig, index: u64, now_ms: i64) -> i64 {
     let created = stream.timestamp(index);
-    let count = (mix(stream.seed, index, 41) % 3) as i64;
+    let count = update_count(stream, index);
     (1..=count)
         .rev()
         .map(|k| created + k * config.update_every_ms)
@@ -278,7 +315,7 @@ pub fn write_alert(
     };
     let alert = simd_json::json!({
         "@odata.type": "#microsoft.graph.security.alert",
-        "id": format!("da{:016x}{:016x}", stream.seed, index),
+        "id": alert_id(stream, index),
         "incidentId": (40_000 + index).to_string(),
         "status": status,
         "severity": severity,
@@ -395,7 +432,7 @@ pub fn alerts(
         .iter()
         .copied()
         .skip(usize::try_from(skip).unwrap_or(usize::MAX))
-        .take(top as usize)
+        .take(top.min(config.alerts_page_cap) as usize)
         .collect();
     let mut out = String::from(
         "{\"@odata.context\":\"https://graph.microsoft.com/v1.0/$metadata#security/alerts_v2\"",

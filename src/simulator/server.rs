@@ -152,6 +152,9 @@ pub struct Stats {
     pub body_bytes: AtomicU64,
     /// Answered 429.
     pub throttled: AtomicU64,
+    /// Graph requests answered 400 (a hunting window too heavy or a
+    /// result too large, or a request the simulator does not understand).
+    pub graph_refused: AtomicU64,
     /// Answered 401.
     pub unauthorized: AtomicU64,
     /// Faults injected.
@@ -601,6 +604,9 @@ fn graph_answer(request: &Request, shared: &Shared) -> graph::Answer {
             graph::error_body("BadRequest", "alerts_v2 takes GET, runHuntingQuery POST"),
         ),
     };
+    if answer.0.starts_with("400") {
+        stats.graph_refused.fetch_add(1, Ordering::Relaxed);
+    }
     if answer.0.starts_with("200") {
         stats.pages.fetch_add(1, Ordering::Relaxed);
         stats

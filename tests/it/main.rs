@@ -5,6 +5,7 @@ mod alloc;
 mod golden;
 mod graph_golden;
 mod graph_pull;
+mod graph_run;
 mod hostile;
 mod pull;
 mod replay_cli;

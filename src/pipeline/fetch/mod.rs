@@ -103,6 +103,26 @@ pub(super) struct Stream {
     pub(super) upstream: Upstream,
     pub(super) due: Instant,
     pub(super) caught_up: bool,
+    /// Its upstream has answered its requests at least once (a refusal
+    /// after that is a failure to retry, not a bad configuration: each
+    /// endpoint needs its own permission).
+    pub(super) answered: bool,
+    /// Its requests that failed in a row.
+    pub(super) failures: u32,
+}
+
+impl Stream {
+    /// A data type due at once.
+    pub(super) fn new(kind: DataType, upstream: Upstream) -> Self {
+        Self {
+            kind,
+            upstream,
+            due: Instant::now(),
+            caught_up: false,
+            answered: false,
+            failures: 0,
+        }
+    }
 }
 
 /// The fetch thread's state.
@@ -205,10 +225,6 @@ impl FetchLoop {
     /// caught up). Closing `pages` on return tells the encoder to finish.
     pub(super) fn run(mut self, link: EncoderLink) -> Result<RunSummary, RunError> {
         let mut summary = RunSummary::default();
-        let mut consecutive_failures = 0u32;
-        // Per upstream: it has answered once (a refusal after that is a
-        // failure to retry, not a bad configuration).
-        let mut answered = [false; Direction::ALL.len()];
         let mut buffer = Vec::new();
         loop {
             if self.stop.is_stopped() || (self.once && self.streams.iter().all(|s| s.caught_up)) {
@@ -232,8 +248,8 @@ impl FetchLoop {
             let stream = &mut self.streams[index];
             match stepped {
                 Ok(stepped) => {
-                    answered[direction as usize] = true;
-                    consecutive_failures = 0;
+                    stream.answered = true;
+                    stream.failures = 0;
                     self.status
                         .update(direction, |l| l.succeeded(crate::clock::now_ms()));
                     self.status
@@ -255,18 +271,20 @@ impl FetchLoop {
                     self.status.update(direction, |l| {
                         l.failed(crate::clock::now_ms(), &text);
                     });
-                    if refused && !answered[direction as usize] {
+                    if refused && !stream.answered {
                         return Err(RunError::InvalidToken {
                             tenant: self.tenant.clone(),
                             message: text,
                         });
                     }
-                    consecutive_failures += 1;
+                    // Counted per data type: one that keeps failing is not
+                    // hidden by another that works.
+                    stream.failures += 1;
                     warn!("{}: {}: {text}", self.tenant, kind.name());
-                    if consecutive_failures >= self.max_critical_errors.max(1) {
+                    if stream.failures >= self.max_critical_errors.max(1) {
                         return Err(RunError::TooManyCriticalErrors {
                             tenant: self.tenant.clone(),
-                            count: consecutive_failures,
+                            count: stream.failures,
                             last: text,
                         });
                     }
