@@ -634,6 +634,89 @@ mod tests {
         ));
     }
 
+    fn graph_tenant() -> TenantOptions {
+        TenantOptions {
+            data_types: Some(vec![DataType::CloudAppEvents, DataType::GraphAlerts]),
+            tenant_id: Some("directory".into()),
+            client_id: Some("app".into()),
+            client_secret: Some("secret".into()),
+            ..TenantOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_graph_only_tenant_needs_no_api_url_but_an_entra_application() {
+        let plan = build_tenant(&graph_tenant(), String::new()).expect("valid");
+        assert!(plan.client.is_none());
+        assert_eq!(plan.tenant, "directory", "named after the directory");
+        let graph = plan.graph.expect("Graph settings");
+        assert_eq!(graph.client.app.login_url, DEFAULT_LOGIN_URL);
+        assert_eq!(graph.versions, AlertVersions::New);
+        // A token serves the legacy API only.
+        let token_only = TenantOptions {
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+            token: Some("t".into()),
+            ..graph_tenant()
+        };
+        assert!(matches!(
+            build_tenant(&token_only, String::new()),
+            Err(ConfigError::GraphCredentials)
+        ));
+        // With a legacy type too, the legacy API uses the token and Graph
+        // the application.
+        let mixed = TenantOptions {
+            data_types: Some(vec![DataType::Alerts, DataType::GraphAlerts]),
+            api_url: Some("https://contoso.portal.cloudappsecurity.com".into()),
+            token: Some("t".into()),
+            ..graph_tenant()
+        };
+        let plan = build_tenant(&mixed, String::new()).expect("valid");
+        assert!(matches!(
+            plan.client.map(|c| c.credentials),
+            Some(Credentials::Token(_))
+        ));
+        assert!(plan.graph.is_some());
+    }
+
+    #[test]
+    fn graph_settings_out_of_range_are_refused_by_name() {
+        for (options, flag) in [
+            (
+                TenantOptions {
+                    cloud_app_events_page_size: Some(100_001),
+                    ..graph_tenant()
+                },
+                "--cloud-app-events-page-size",
+            ),
+            (
+                TenantOptions {
+                    cloud_app_events_page_size: Some(0),
+                    ..graph_tenant()
+                },
+                "--cloud-app-events-page-size",
+            ),
+            (
+                TenantOptions {
+                    graph_url: Some("graph.microsoft.com".into()),
+                    ..graph_tenant()
+                },
+                "--graph-url",
+            ),
+            (
+                TenantOptions {
+                    graph_late_window: Some(Duration::from_secs(u64::MAX / 2)),
+                    ..graph_tenant()
+                },
+                "--graph-late-window",
+            ),
+        ] {
+            let error = build_tenant(&options, String::new()).expect_err(flag);
+            assert!(error.to_string().contains(flag), "{error}");
+        }
+    }
+
     #[test]
     fn dash_means_stdin() {
         let cli = Cli::try_parse_from(["siem-agent", "replay", "a.json", "-"]).expect("parses");

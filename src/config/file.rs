@@ -563,6 +563,24 @@ syslog = { host = "other.example.com", port = 1514 }
     fn the_example_config_is_valid() {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/siem-agent.toml");
         let plan = load_with(std::path::Path::new(example), &[]).expect("the example loads");
-        assert!(!plan.tenants.is_empty());
+        let graph_only: Vec<&RunPlan> = plan
+            .tenants
+            .iter()
+            .filter(|t| t.client.is_none())
+            .collect();
+        assert_eq!(graph_only.len(), 2, "the provider's customers use Graph only");
+        for tenant in graph_only {
+            let graph = tenant.graph.as_ref().expect("Graph settings");
+            assert_eq!(graph.client.graph_url, "https://graph.microsoft.com");
+            assert_eq!(graph.windows.settle_ms, 600_000);
+            assert_eq!(graph.windows.late_ms, 3_600_000);
+            assert_eq!(graph.hunting_rows, 10_000);
+            assert_eq!(
+                graph.alerts_filter,
+                "serviceSource eq 'microsoftDefenderForCloudApps'"
+            );
+        }
+        let legacy = plan.tenants.iter().filter(|t| t.graph.is_none()).count();
+        assert_eq!(legacy, 2, "the legacy tenants need no Entra application");
     }
 }
