@@ -563,12 +563,13 @@ syslog = { host = "other.example.com", port = 1514 }
     fn the_example_config_is_valid() {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/siem-agent.toml");
         let plan = load_with(std::path::Path::new(example), &[]).expect("the example loads");
-        let graph_only: Vec<&RunPlan> = plan
-            .tenants
-            .iter()
-            .filter(|t| t.client.is_none())
-            .collect();
-        assert_eq!(graph_only.len(), 2, "the provider's customers use Graph only");
+        let graph_only: Vec<&RunPlan> =
+            plan.tenants.iter().filter(|t| t.client.is_none()).collect();
+        assert_eq!(
+            graph_only.len(),
+            2,
+            "the provider's customers use Graph only"
+        );
         for tenant in graph_only {
             let graph = tenant.graph.as_ref().expect("Graph settings");
             assert_eq!(graph.client.graph_url, "https://graph.microsoft.com");

@@ -28,6 +28,7 @@ use crate::data_type::DataType;
 use crate::parse::Parser;
 use crate::sink::{Batch, SinkError};
 use crate::source::graph::record::GraphSource;
+use crate::source::graph::window::Window;
 use crate::source::Position;
 use crate::status::TenantStatus;
 
@@ -258,6 +259,7 @@ impl EncodeStage {
         };
         let source = answer.position.source;
         let window = answer.window;
+        let until = answer.until;
         let asked_before = answer.position.cursor.position;
         let mut next = answer.position.clone();
         let mut tally = Tally::default();
@@ -279,8 +281,9 @@ impl EncodeStage {
             &mut batch.bytes,
             &mut tally,
             |record| match source.record_facts(record, graph_key) {
-                // Outside the window: asked for with its own window.
-                Ok(time) if !window.contains(time) => false,
+                // Outside the window (asked for with its own window), or
+                // past a cut answer's complete part (asked for again).
+                Ok(time) if !window.contains(time) || time >= until => false,
                 Ok(time) if next.cursor.is_new(time, graph_key) => {
                     next.cursor.remember(time, graph_key);
                     if time < asked_before {
@@ -302,7 +305,11 @@ impl EncodeStage {
             tally.first_problem.get_or_insert_with(|| error.to_string());
         }
         if answer.last {
-            next.cursor.close(window, answer.late_ms);
+            let answered = Window {
+                from: window.from,
+                to: until.min(window.to),
+            };
+            next.cursor.close(answered, answer.late_ms);
         }
         let kind = source.kind();
         status

@@ -108,6 +108,8 @@ pub(super) fn start_tenant(
                 plan: graph.windows,
                 hunting_rows: graph.hunting_rows,
                 alerts_filter: graph.alerts_filter.clone(),
+                scratch: Vec::new(),
+                key: String::new(),
             })
         }
         None => None,

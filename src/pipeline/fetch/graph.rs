@@ -2,12 +2,21 @@
 //! step, for the next window of the current poll's walk
 //! ([`crate::source::graph::window`]).
 //!
-//! An answer that may have been cut (as many rows as the hunting query's
-//! `take`, or an alerts page with a next link) is not handed on: its
-//! window is split and the halves asked for instead, since `$skip` shifts
-//! when alerts change between pages. Only a window of one millisecond,
-//! which cannot be split, follows `@odata.nextLink`. A window Graph finds
-//! too heavy is split the same way, after the wait Graph asked for.
+//! An answer that may have been cut is never trusted whole:
+//!
+//! - a hunting result with as many rows as its `take` holds the earliest
+//!   rows of its window (the query sorts by time before it takes), so the
+//!   rows before the latest one's time are complete: they are used, and
+//!   the window is asked again from that time. Every request brings a full
+//!   page, which is what a backfill under the 45-calls-a-minute limit needs;
+//! - an alerts page with a next link (or a full one) says nothing about
+//!   which alerts are missing, and `$skip` shifts when alerts change
+//!   between pages: its window is split in two and the halves asked for
+//!   instead. Only a window of one millisecond, which cannot be split,
+//!   follows `@odata.nextLink`.
+//!
+//! A window Graph finds too heavy is split in two, after the wait Graph
+//! asked for.
 
 use std::time::Duration;
 
@@ -18,6 +27,8 @@ use super::{
     EncoderLink, FetchLoop, GraphPage, Page, PageBuffers, PageFacts, PageOrigin, StepFailure,
     Stepped, Upstream,
 };
+use crate::parse::page::SplitPage;
+use crate::parse::Parser;
 use crate::source::graph::client::{Call, GraphClient, GraphError};
 use crate::source::graph::record::GraphSource;
 use crate::source::graph::request::{
@@ -36,6 +47,11 @@ pub(in crate::pipeline) struct GraphFetch {
     pub(in crate::pipeline) hunting_rows: u32,
     /// The extra OData filter ANDed into every alerts request.
     pub(in crate::pipeline) alerts_filter: String,
+    /// A copy of one row, parsed to read its time (parsing mutates its
+    /// input, and the encoder parses the page's rows after).
+    pub(in crate::pipeline) scratch: Vec<u8>,
+    /// A row's key, read with its time.
+    pub(in crate::pipeline) key: String,
 }
 
 /// Where a Graph data type's requests stand.
@@ -184,30 +200,55 @@ impl FetchLoop {
             }
         };
         let rows = split.records.len();
-        let full = rows >= take as usize || (next_link.is_some() && source != GraphSource::Events);
-        if full && stream.next_link.is_none() {
-            if walk.split(window).unwrap_or(false) {
-                *spare_split = split;
-                graph
-                    .client
-                    .stats()
-                    .splits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(Stepped {
-                    delivered: 0,
-                    pages: 0,
-                    caught_up: false,
-                    wait: Duration::ZERO,
-                });
-            }
-            if source == GraphSource::Events {
-                warn!(
-                    "{tenant}: {}: {rows} rows in the single millisecond {} fill a whole answer: \
-                     rows beyond them may be missed (raise --cloud-app-events-page-size)",
-                    kind.name(),
-                    crate::clock::iso_string(window.from)
-                );
-            }
+        let mut until = window.to;
+        if source == GraphSource::Events && rows >= take as usize {
+            // The query asks for the earliest rows (`order by Timestamp
+            // asc | take N`), in whatever order they come: every row before
+            // the latest one's time is there. Those are used; the rest of
+            // the window is asked again, so no request is wasted.
+            graph
+                .client
+                .stats()
+                .splits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let latest = latest_time(
+                parser,
+                &mut graph.scratch,
+                buffer,
+                &split,
+                source,
+                &mut graph.key,
+            );
+            until = match latest {
+                Some(latest) if latest > window.from => latest,
+                _ => {
+                    warn!(
+                        "{tenant}: {}: {rows} rows in the single millisecond {} fill a whole \
+                         answer: rows beyond them may be missed (raise \
+                         --cloud-app-events-page-size)",
+                        kind.name(),
+                        crate::clock::iso_string(window.from)
+                    );
+                    window.from + 1
+                }
+            };
+        }
+        let full = source != GraphSource::Events && (rows >= take as usize || next_link.is_some());
+        if full && stream.next_link.is_none() && walk.split(window).unwrap_or(false) {
+            // An alerts page is not trusted to be a prefix of anything:
+            // the halves are asked instead.
+            *spare_split = split;
+            graph
+                .client
+                .stats()
+                .splits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Stepped {
+                delivered: 0,
+                pages: 0,
+                caught_up: false,
+                wait: Duration::ZERO,
+            });
         }
         // A hunting result has no next page; an alerts page does until the
         // window's last.
@@ -223,6 +264,7 @@ impl FetchLoop {
                 window,
                 late_ms: walk.late_ms(),
                 last,
+                until,
             }),
             facts: PageFacts {
                 has_next: !last,
@@ -244,7 +286,7 @@ impl FetchLoop {
         stream.position = next;
         if last {
             stream.next_link = None;
-            walk.done(window)
+            walk.resume(window, until)
                 .map_err(|e| failed(format!("internal error: {e}")))?;
         } else {
             stream.next_link = next_link;
@@ -266,4 +308,29 @@ fn caught_up() -> Stepped {
         caught_up: true,
         wait: Duration::ZERO,
     }
+}
+
+/// The latest time among the answer's records (those without a valid one
+/// are left to the encoder to count), each parsed from a copy.
+fn latest_time(
+    parser: &mut Parser,
+    scratch: &mut Vec<u8>,
+    bytes: &[u8],
+    split: &SplitPage,
+    source: GraphSource,
+    key: &mut String,
+) -> Option<i64> {
+    let mut latest = None;
+    for range in &split.records {
+        scratch.clear();
+        scratch.extend_from_slice(&bytes[range.clone()]);
+        let time = parser.inspect(scratch, |root| {
+            root.as_object()
+                .and_then(|record| source.record_facts(&record, key).ok())
+        });
+        if let Ok(Some(time)) = time {
+            latest = latest.max(Some(time));
+        }
+    }
+    latest
 }

@@ -59,8 +59,12 @@ pub struct GraphPage {
     /// The late span (ms), kept by the cursor when it closes the window.
     pub late_ms: i64,
     /// The window's last page (no `@odata.nextLink` to follow): the
-    /// cursor closes over the window with it.
+    /// cursor closes over the window with it, up to `until`.
     pub last: bool,
+    /// Records from this time on are not used: the window's end, or, for a
+    /// hunting result cut at its `take`, the latest row's time (the rows
+    /// before it are complete; the rest of the window is asked again).
+    pub until: i64,
 }
 
 /// A page's buffers, passed from the fetcher to the encoder and back so
