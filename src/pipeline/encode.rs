@@ -262,6 +262,7 @@ impl EncodeStage {
         let until = answer.until;
         let asked_before = answer.position.cursor.position;
         let mut next = answer.position.clone();
+        let cursor = Arc::make_mut(&mut next.cursor);
         let mut tally = Tally::default();
         let mut unplaced = 0u64;
         let mut first_unplaced = None;
@@ -284,8 +285,8 @@ impl EncodeStage {
                 // Outside the window (asked for with its own window), or
                 // past a cut answer's complete part (asked for again).
                 Ok(time) if !window.contains(time) || time >= until => false,
-                Ok(time) if next.cursor.is_new(time, graph_key) => {
-                    next.cursor.remember(time, graph_key);
+                Ok(time) if cursor.is_new(time, graph_key) => {
+                    cursor.remember(time, graph_key);
                     if time < asked_before {
                         late += 1;
                     }
@@ -309,7 +310,7 @@ impl EncodeStage {
                 from: window.from,
                 to: until.min(window.to),
             };
-            next.cursor.close(answered, answer.late_ms);
+            cursor.close(answered, answer.late_ms);
         }
         let kind = source.kind();
         status

@@ -21,8 +21,11 @@
 //!   splitting and encoding overlap; after any other page (at most 100
 //!   records) it waits for the encoder's verdict, which needs the records.
 //!   A page that does not split or has no paging facts, or that the
-//!   encoder rejects, is fetched again.
-//! * [`encode`]: parses each record once (simd-json), moves the cursor,
+//!   encoder rejects, is fetched again. The Graph data types walk time
+//!   windows instead ([`crate::source::graph::window`]): each answer waits
+//!   for its verdict, which carries the window cursor after it.
+//! * [`encode`]: parses each record once (simd-json), moves the cursor
+//!   (for a Graph answer: drops what the window cursor delivered before),
 //!   encodes the new records straight into recycled batches of about
 //!   [`crate::sink::BATCH_BYTES`], and when the writer hands back a page's
 //!   last batch, confirmed, passes the page's cursor to the checkpoint

@@ -301,5 +301,8 @@ fn graph_position(
             }
         }
     };
-    Ok(GraphPosition { source, cursor })
+    Ok(GraphPosition {
+        source,
+        cursor: Arc::new(cursor),
+    })
 }

@@ -22,6 +22,8 @@ pub mod entra;
 pub mod graph;
 pub mod http;
 
+use std::sync::Arc;
+
 use crate::data_type::DataType;
 use cas::cursor::Cursor;
 use graph::record::GraphSource;
@@ -41,8 +43,11 @@ pub enum Position {
 pub struct GraphPosition {
     /// Which Graph data type, and how its windows and keys are read.
     pub source: GraphSource,
-    /// Its windows.
-    pub cursor: WindowCursor,
+    /// Its windows. Shared, since the fetcher, the encoder and the
+    /// checkpoint thread each hold the position of a page in flight and
+    /// the delivered keys of a busy tenant's late window run to megabytes:
+    /// the encoder copies it only to change it.
+    pub cursor: Arc<WindowCursor>,
 }
 
 impl Position {

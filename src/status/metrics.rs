@@ -141,7 +141,7 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
         "records_late_total",
         "counter",
         "Graph records delivered because the late span was asked for again.",
-        &mut per_kind(&|t, k| Some(load(&t.counters(k).late))).into_iter(),
+        &mut per_kind(&|t, k| k.is_graph().then(|| load(&t.counters(k).late))).into_iter(),
     );
     let sink = |read: fn(&SinkHealth) -> &AtomicU64| {
         per_tenant(&move |t: &TenantStatus| t.sink.get().map(|s| load(read(s))))
@@ -286,6 +286,7 @@ fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::model::Direction;
 
     #[test]
     fn metrics_escape_labels_and_mark_one_state() {
@@ -303,5 +304,34 @@ mod tests {
             .filter(|l| l.starts_with("siem_agent_link_state") && l.ends_with(" 1"))
             .count();
         assert_eq!(ones, 2, "one state per direction:\n{text}");
+    }
+
+    #[test]
+    fn a_graph_tenant_reports_its_graph_link_and_counters_and_no_api_link() {
+        let status = Arc::new(TenantStatus::new(
+            "g",
+            &[DataType::CloudAppEvents, DataType::GraphAlerts],
+        ));
+        let stats = Arc::new(GraphStats::default());
+        stats.splits.store(3, Ordering::Relaxed);
+        stats.quota_waits.store(2, Ordering::Relaxed);
+        let _ = status.graph.set(stats);
+        status
+            .counters(DataType::CloudAppEvents)
+            .late
+            .store(5, Ordering::Relaxed);
+        let text = render_metrics(&[Arc::clone(&status)], 0);
+        for expected in [
+            "siem_agent_graph_windows_split_total{tenant=\"g\"} 3",
+            "siem_agent_graph_quota_waits_total{tenant=\"g\"} 2",
+            "siem_agent_records_late_total{tenant=\"g\",data_type=\"cloud-app-events\"} 5",
+            "siem_agent_link_state{tenant=\"g\",direction=\"graph\",state=\"Created\"} 1",
+        ] {
+            assert!(text.contains(expected), "{expected} missing:\n{text}");
+        }
+        assert!(!text.contains("direction=\"api\""), "{text}");
+        status.update(Direction::Graph, |l| l.failed(0, "HTTP 403"));
+        let (code, body, _) = answer("/healthz", &[status], 3 * 3_600_000);
+        assert_eq!((code, body.as_str()), (503, "g graph: Connection error\n"));
     }
 }

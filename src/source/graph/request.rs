@@ -36,8 +36,12 @@ pub const DEFAULT_HUNTING_ROWS: u32 = 10_000;
 pub const ALERTS_PERMISSION: &str = "SecurityAlert.Read.All";
 /// The permission hunting needs.
 pub const HUNTING_PERMISSION: &str = "ThreatHunting.Read.All";
-/// How long to wait after a quota answer without `Retry-After`: the
-/// hunting CPU quota is counted over 15-minute cycles.
+/// How long to wait after the CPU quota refused a window, without
+/// `Retry-After`: the quota is counted over 15-minute cycles. (A 429
+/// without `Retry-After`, the calls-per-minute quota included, is waited
+/// out with the retry backoff instead: a rolling minute frees a call
+/// within seconds, and a flat minute's wait would cost a backfill at the
+/// limit a minute for every call it went over by a moment.)
 pub const QUOTA_WAIT: Duration = Duration::from_secs(60);
 
 /// Which alert versions become lines (`graph_alerts_versions`).
@@ -191,7 +195,7 @@ pub fn classify(
     let told = retry_after.map(Duration::from_secs);
     match status {
         429 | 503 => GraphAnswer::Wait {
-            wait: told.unwrap_or(if quota { QUOTA_WAIT } else { Duration::ZERO }),
+            wait: told.unwrap_or(Duration::ZERO),
             quota,
         },
         400 if lower.contains("exceeded the allowed limits") => GraphAnswer::Split {
