@@ -27,6 +27,7 @@ use crate::cef::{Encoder, Mapping};
 use crate::data_type::DataType;
 use crate::parse::Parser;
 use crate::sink::{Batch, SinkError};
+use crate::source::cas::cursor::Cursor;
 use crate::source::graph::record::GraphSource;
 use crate::source::graph::window::Window;
 use crate::source::Position;
@@ -80,7 +81,8 @@ pub struct EncodeStage {
     next_ticket: u64,
     /// Id buffers for the cursor's page walk.
     scratch: Vec<String>,
-    /// The dedupe key of the Graph record being read.
+    /// The dedupe key of the Graph record being read, or the stand-in id
+    /// of a legacy record without `_id`.
     graph_key: String,
 }
 
@@ -161,6 +163,7 @@ impl EncodeStage {
             awaiting,
             scratch,
             helper,
+            graph_key,
             ..
         } = self;
         let Page {
@@ -206,7 +209,12 @@ impl EncodeStage {
                 &mut tally,
                 |record| {
                     let (id, key) = cursor.record_facts(record);
-                    advance.record(id, key)
+                    if id.is_empty() {
+                        Cursor::fingerprint(record, graph_key);
+                        advance.record(graph_key, key)
+                    } else {
+                        advance.record(id, key)
+                    }
                 },
             );
             batch

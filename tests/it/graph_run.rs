@@ -376,7 +376,7 @@ fn every_alert_update_is_a_line_in_all_mode_and_only_the_first_in_new_mode() {
 }
 
 #[test]
-fn throttling_and_the_cpu_quota_are_waited_out_without_counting_as_failures() {
+fn throttling_the_cpu_quota_and_too_large_results_are_ridden_out_without_failures() {
     let mut config = graph_simulator(Duration::from_secs(600), 600);
     // One request a second: most first tries get 429 (with the quota
     // message for hunting). Windows of more than 1,500 rows are refused as
@@ -386,6 +386,8 @@ fn throttling_and_the_cpu_quota_are_waited_out_without_counting_as_failures() {
     config.retry_after_seconds = Some(1);
     config.graph.cpu_rows_limit = Some(1_500);
     config.graph.heavy_retry_after = Some(1);
+    // And a result over 800 KB (about 1,200 rows) is refused as too large.
+    config.graph.result_bytes_limit = Some(800_000);
     let events = config.activities.clone();
     let sim = Simulator::start(config.clone()).expect("starts");
     let dir = scratch("graph-throttled");
@@ -402,7 +404,10 @@ fn throttling_and_the_cpu_quota_are_waited_out_without_counting_as_failures() {
     let throttled = sim.stats().throttled.load(Ordering::Relaxed);
     let refused = sim.stats().graph_refused.load(Ordering::Relaxed);
     assert!(throttled >= 2, "only {throttled} 429 answers");
-    assert!(refused >= 1, "the CPU quota never refused a window");
+    assert!(
+        refused >= 2,
+        "only {refused} windows refused as too heavy or too large"
+    );
 }
 
 #[test]

@@ -4,11 +4,12 @@
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use siem_agent::simulator::Simulator;
 
-use super::pull::{run_args, scratch, simulator};
+use super::pull::{run_args, scratch, simulator, spawn};
 use super::support::bin;
 
 /// Runs the binary with `args` to the end, within `limit`; the status code
@@ -165,14 +166,19 @@ fn a_closed_stderr_does_not_take_the_agent_down() {
     assert!(status.success(), "{status:?} (101 is a panic)");
 }
 
-/// A server that answers every list request with a redirect to a page
-/// that, fetched with GET, looks valid (the legacy agent followed it and
-/// accepted the page); stops after `limit` connections.
-fn redirecting_api(limit: usize) -> (u16, std::thread::JoinHandle<()>) {
+/// A scripted HTTP server on loopback: each request's first line and body
+/// go to `answer`, which returns the status line's rest, extra headers and
+/// body; stops after `limit` connections. The requests are counted.
+fn scripted_api(
+    limit: usize,
+    answer: impl Fn(&str, &[u8]) -> (String, String, String) + Send + 'static,
+) -> (u16, Arc<AtomicUsize>) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let server = std::thread::spawn(move || {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    std::thread::spawn(move || {
         for stream in listener.incoming().take(limit) {
             let Ok(stream) = stream else { continue };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -191,24 +197,43 @@ fn redirecting_api(limit: usize) -> (u16, std::thread::JoinHandle<()>) {
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let answer = if request_line.starts_with("POST") {
-                "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
-            } else {
-                let page = r#"{"data":[],"hasNext":false,"total":0}"#;
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
-                    page.len()
-                )
-            };
-            let _ = reader.get_mut().write_all(answer.as_bytes());
+            counted.fetch_add(1, Ordering::SeqCst);
+            let (status, headers, page) = answer(&request_line, &body);
+            let text = format!(
+                "HTTP/1.1 {status}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = reader.get_mut().write_all(text.as_bytes());
         }
     });
-    (port, server)
+    (port, requests)
+}
+
+/// A server that answers every list request with a redirect to a page
+/// that, fetched with GET, looks valid (the legacy agent followed it and
+/// accepted the page).
+fn redirecting_api(limit: usize) -> u16 {
+    scripted_api(limit, |request_line, _| {
+        if request_line.starts_with("POST") {
+            (
+                "302 Found".to_owned(),
+                "Location: /elsewhere\r\n".to_owned(),
+                String::new(),
+            )
+        } else {
+            (
+                "200 OK".to_owned(),
+                String::new(),
+                r#"{"data":[],"hasNext":false,"total":0}"#.to_owned(),
+            )
+        }
+    })
+    .0
 }
 
 #[test]
 fn a_redirect_from_the_api_is_refused_with_a_clear_error() {
-    let (port, _server) = redirecting_api(50);
+    let port = redirecting_api(50);
     let dir = scratch("hostile-redirect");
     let url = format!("http://127.0.0.1:{port}");
     let state = dir.join("state");
@@ -303,4 +328,77 @@ fn a_secret_the_identity_provider_refuses_is_a_rejected_credential_not_a_retry()
         !log.contains("an-expired-secret"),
         "the secret must not be logged"
     );
+}
+
+#[test]
+fn an_alert_without_an_id_is_delivered_once_however_often_it_is_listed() {
+    // Every poll lists the same alert, which has no `_id`, at the same
+    // millisecond, and one from before the cursor (the request asked for
+    // alerts from the cursor on).
+    let now = siem_agent::clock::now_ms();
+    let alert = format!(r#"{{"title":"No id","severityValue":2,"timestamp":{now},"entities":[]}}"#);
+    let old = format!(
+        r#"{{"_id":"old","title":"Old","severityValue":2,"timestamp":{},"entities":[]}}"#,
+        now - 3 * 86_400_000
+    );
+    let (port, requests) = scripted_api(1_000, move |_, _| {
+        (
+            "200 OK".to_owned(),
+            String::new(),
+            format!(r#"{{"data":[{old},{alert}],"hasNext":false,"total":2}}"#),
+        )
+    });
+    let dir = scratch("hostile-no-id");
+    let url = format!("http://127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "run",
+        "--api-url",
+        &url,
+        "--token",
+        "t",
+        "--state-dir",
+        dir.join("state").to_str().expect("utf-8"),
+        "--data-types",
+        "alerts",
+        "--requests-per-minute",
+        "0",
+        "--poll-interval",
+        "50ms",
+        "--header",
+        "none",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = dir.join("out.cef");
+    let child = spawn(&args, &out);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while requests.load(Ordering::SeqCst) < 6 {
+        assert!(Instant::now() < deadline, "the agent stopped polling");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    terminate(child);
+    let text = std::fs::read_to_string(&out).expect("output");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("No id"), "{text}");
+}
+
+/// SIGTERM, then waits (at most a minute) for a clean exit.
+fn terminate(mut child: std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{status:?}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent ignored SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

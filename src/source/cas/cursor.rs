@@ -259,6 +259,25 @@ impl Cursor {
         Ok((has_next, next_upper))
     }
 
+    /// Writes into `out` a stand-in for the `_id` of a record that has
+    /// none: `#` and a hash of its whole content, so that the same record
+    /// seen again at the cursor's millisecond is known as a repeat (an
+    /// empty id never is). FNV-1a, not the standard library's hasher,
+    /// because the value is kept in checkpoints across upgrades.
+    pub fn fingerprint(record: &simd_json::tape::Object<'_, '_>, out: &mut String) {
+        let mut hash = Fnv1a::default();
+        for (key, value) in record.iter() {
+            hash.write(key.as_bytes());
+            hash.value(value);
+        }
+        out.clear();
+        out.push('#');
+        for shift in (0..16).rev() {
+            let nibble = ((hash.0 >> (shift * 4)) & 0xf) as u32;
+            out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+        }
+    }
+
     /// A record's `_id` (empty when missing) and order key.
     pub fn record_facts<'page>(
         &self,
@@ -319,6 +338,12 @@ impl PageAdvance<'_> {
         }
         let position = self.cursor.position;
         let key = key.unwrap_or(position);
+        if key < position {
+            // Asked for from the position on: a record before it was
+            // delivered already (or is the API's mistake); it must not
+            // come out again on every poll.
+            return false;
+        }
         self.all_at_position &= key == position;
         let repeat = key == position
             && !id.is_empty()
@@ -383,9 +408,81 @@ impl PageAdvance<'_> {
     }
 }
 
+/// The 64-bit FNV-1a hash, over a record's keys and values.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    fn value(&mut self, value: simd_json::tape::Value<'_, '_>) {
+        if let Some(object) = value.as_object() {
+            self.write(b"{");
+            for (key, member) in object.iter() {
+                self.write(key.as_bytes());
+                self.value(member);
+            }
+        } else if let Some(array) = value.as_array() {
+            self.write(b"[");
+            for item in array.iter() {
+                self.value(item);
+            }
+        } else if let Some(text) = value.as_str() {
+            self.write(text.as_bytes());
+        } else {
+            // Numbers, booleans and null by their type and bits.
+            let bits = value
+                .as_i64()
+                .map(|n| n as u64)
+                .or_else(|| value.as_u64())
+                .or_else(|| value.as_f64().map(f64::to_bits))
+                .or_else(|| value.as_bool().map(u64::from))
+                .unwrap_or(u64::MAX);
+            self.write(&bits.to_le_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_without_an_id_get_a_stand_in_from_their_content() {
+        let print = |json: &str| {
+            let mut bytes = json.as_bytes().to_vec();
+            let tape = simd_json::to_tape(&mut bytes).expect("JSON");
+            let record = tape.as_value().as_object().expect("object");
+            let mut out = String::new();
+            Cursor::fingerprint(&record, &mut out);
+            out
+        };
+        let a = print(r#"{"date":5,"title":"x","entities":[{"id":1}]}"#);
+        assert_eq!(a.len(), 17);
+        assert!(a.starts_with('#'));
+        assert_eq!(a, print(r#"{"date":5,"title":"x","entities":[{"id":1}]}"#));
+        for other in [
+            r#"{"date":5,"title":"y","entities":[{"id":1}]}"#,
+            r#"{"date":5,"title":"x","entities":[{"id":2}]}"#,
+            r#"{"date":5,"titl":"ex","entities":[{"id":1}]}"#,
+            r#"{"date":5,"title":"x","entities":[]}"#,
+        ] {
+            assert_ne!(a, print(other), "{other}");
+        }
+    }
 
     // A whole parsed page's paging facts and the cursor's walk over them
     // in one call: the tests' way in to `page_facts`, `record_facts` and
