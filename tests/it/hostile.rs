@@ -402,3 +402,66 @@ fn terminate(mut child: std::process::Child) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn an_api_repeating_one_page_with_has_next_stops_with_a_clear_error() {
+    // hasNext forever, and always the same alert: the agent used to ask
+    // thousands of times a second and emit the alert each time.
+    let now = siem_agent::clock::now_ms();
+    let alert = format!(
+        r#"{{"_id":"a1","title":"Again","severityValue":2,"timestamp":{now},"entities":[]}}"#
+    );
+    let (port, requests) = scripted_api(10_000, move |_, _| {
+        (
+            "200 OK".to_owned(),
+            String::new(),
+            format!(r#"{{"data":[{alert}],"hasNext":true,"total":1000}}"#),
+        )
+    });
+    let dir = scratch("hostile-no-progress");
+    let url = format!("http://127.0.0.1:{port}");
+    let out = dir.join("out.cef");
+    let args: Vec<String> = [
+        "run",
+        "--api-url",
+        &url,
+        "--token",
+        "t",
+        "--state-dir",
+        dir.join("state").to_str().expect("utf-8"),
+        "--data-types",
+        "alerts",
+        "--requests-per-minute",
+        "0",
+        "--retry-attempts",
+        "2",
+        "--retry-max-delay",
+        "100ms",
+        "--poll-interval",
+        "50ms",
+        "--max-critical-errors",
+        "2",
+        "--header",
+        "none",
+        "--once",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut child = spawn(&args, &out);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "--once never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
+    assert_eq!(status.code(), Some(75), "{log}");
+    assert!(log.contains("does not move the cursor"), "{log}");
+    let text = std::fs::read_to_string(&out).expect("output");
+    assert_eq!(text.lines().count(), 1, "delivered once: {text}");
+    // Two tries for each of two critical failures, after the first page.
+    let asked = requests.load(Ordering::SeqCst);
+    assert!(asked <= 10, "{asked} requests");
+}

@@ -78,6 +78,13 @@ pub enum CursorError {
     /// More alerts share one millisecond than paging can step over.
     #[error("more than {MAX_SKIP_PLUS_LIMIT} records share one millisecond at {0}")]
     TooManyAtOneMillisecond(i64),
+    /// The API says more records follow, but its page does not move the
+    /// cursor: asking again would get the same page forever.
+    #[error(
+        "the API answered hasNext with a page that does not move the cursor ({0}); \
+         asking again would repeat it forever"
+    )]
+    NoProgress(&'static str),
 }
 
 /// A range of time the agent will not fetch, because it lies before the
@@ -372,6 +379,13 @@ impl PageAdvance<'_> {
         if let Some(scan) = &cursor.scan {
             if has_next {
                 let upper = next_upper.ok_or(CursorError::NoNextFilter)?;
+                // A backfill walks from newest to oldest: each page's next
+                // upper bound must be older than the last one.
+                if scan.date_upper.is_some_and(|previous| upper >= previous) {
+                    return Err(CursorError::NoProgress(
+                        "nextQueryFilters.date.lte did not move back",
+                    ));
+                }
                 next.scan = Some(Scan {
                     date_upper: Some(upper),
                     ..scan.clone()
@@ -404,6 +418,9 @@ impl PageAdvance<'_> {
         } else {
             0
         };
+        if has_next && next == *cursor {
+            return Err(CursorError::NoProgress("same position, same skip"));
+        }
         Ok(next)
     }
 }
@@ -632,6 +649,31 @@ mod tests {
             next.advance(&info(&[("z", 7_000)], true)),
             Err(CursorError::NoNextFilter)
         );
+        // A next filter that does not move back would repeat the page.
+        let mut stuck = info(&[("z", 7_000)], true);
+        stuck.next_upper = Some(8_000);
+        assert!(matches!(
+            next.advance(&stuck),
+            Err(CursorError::NoProgress(_))
+        ));
+    }
+
+    #[test]
+    fn a_tail_page_that_leaves_the_cursor_where_it_was_cannot_say_more_follow() {
+        let alerts = Cursor::start(DataType::Alerts, 10_000, 4_000);
+        let (_, at_a) = alerts.advance(&info(&[("a", 7_000)], true)).expect("moves");
+        assert_eq!(at_a.position, 7_000);
+        assert!(matches!(
+            at_a.advance(&info(&[("a", 7_000)], true)),
+            Err(CursorError::NoProgress(_))
+        ));
+        // Without hasNext the same page is simply caught up.
+        assert!(at_a.advance(&info(&[("a", 7_000)], false)).is_ok());
+        // A record from before the cursor is not delivered again.
+        let (deliver, _) = at_a
+            .advance(&info(&[("old", 6_999), ("b", 7_001)], false))
+            .expect("moves");
+        assert_eq!(deliver, [1]);
     }
 
     #[test]
