@@ -418,6 +418,7 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(siem_agent::sink::relp::DEFAULT_WINDOW),
+        relp_answer_timeout: siem_agent::sink::RELP_ANSWER_TIMEOUT,
     };
     // Lines and MiB of lines (LF included), whatever the framing adds.
     let report = |name: &str, m: &Measured, base: Option<(&str, f64)>| {

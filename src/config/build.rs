@@ -250,6 +250,7 @@ impl SyslogOptions {
             max_message,
             tls,
             relp_window,
+            relp_answer_timeout: crate::sink::RELP_ANSWER_TIMEOUT,
         }))
     }
 }

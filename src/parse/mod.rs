@@ -4,9 +4,10 @@
 //! an API page `{"data": [...], "hasNext": ...}`, a Microsoft Graph list
 //! `{"value": [...]}` or hunting result `{"results": [...]}`, a JSON array
 //! of records, a single record, or NDJSON where each line is any of those. The shape is
-//! told from the first non-blank line: if it is a complete JSON value on its
-//! own, the input is NDJSON and is streamed line by line; otherwise the whole
-//! input is one (pretty-printed) document.
+//! told from the first non-blank line: if it leaves an object or array open,
+//! the whole input is one (pretty-printed) document; otherwise the input is
+//! NDJSON and is streamed line by line, a bad line (the first one included)
+//! reported and skipped.
 //!
 //! Parsing reuses everything: the input buffer, simd-json's [`Buffers`] and
 //! the tape, so after warm-up a record costs no allocation. Records are
@@ -282,6 +283,21 @@ fn describe(error: &ErrorType) -> String {
     }
 }
 
+/// Whether a first line that is not JSON on its own opens a document that
+/// goes on over the next lines: an object or array left open. Anything
+/// else (a closed object that is malformed, text that is not JSON at all)
+/// is a bad line of NDJSON, and the lines after it are read as such.
+fn opens_a_document(line: &[u8]) -> bool {
+    let Some(start) = line.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
+    match line[start] {
+        b'{' => blocks::record_end(line, start).is_none(),
+        b'[' => line.trim_ascii_end().last() != Some(&b']'),
+        _ => false,
+    }
+}
+
 /// Reads an input stream in either shape and reports records and problems.
 #[derive(Default)]
 pub struct InputReader {
@@ -330,11 +346,17 @@ impl InputReader {
         // simd-json rewrites its input while parsing.
         self.document.clear();
         self.document.extend_from_slice(&self.line);
-        if self
-            .parse_line(first_line, &mut stats, &mut on_item)
-            .is_ok()
-        {
-            return self.read_ndjson(source, line_number, stats, on_item);
+        let first = self.parse_line(first_line, &mut stats, &mut on_item);
+        match first {
+            Ok(()) => return self.read_ndjson(source, line_number, stats, on_item),
+            Err(problem) if !opens_a_document(&self.document) => {
+                // A whole value on its line that is not valid JSON: a bad
+                // NDJSON line, reported; the lines after it still count.
+                stats.problems += 1;
+                on_item(Item::Problem(problem));
+                return self.read_ndjson(source, line_number, stats, on_item);
+            }
+            Err(_) => {}
         }
         let more = source.read_to_end(&mut self.document)?;
         stats.bytes += more as u64;
@@ -536,6 +558,26 @@ mod tests {
         let ndjson =
             "{\"_id\":\"a\"}\n\n{\"data\":[{\"_id\":\"b\"},{\"_id\":\"c\"}]}\r\n[{\"_id\":\"d\"}]";
         assert_eq!(read(ndjson).0, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_bad_first_line_of_ndjson_is_one_problem_not_the_whole_input() {
+        for first in [
+            "{\"_id\":\"x\",}",
+            "{\"_id\": nope}",
+            "not json at all",
+            "[{\"_id\":\"x\"},]",
+        ] {
+            let input = format!("{first}\n{{\"_id\":\"a\"}}\n{{\"_id\":\"b\"}}\n");
+            let (seen, stats) = read(&input);
+            assert_eq!(seen.len(), 3, "{first}: {seen:?}");
+            assert!(seen[0].starts_with("! line 1: "), "{first}: {seen:?}");
+            assert_eq!(seen[1..], ["a", "b"], "{first}");
+            assert_eq!((stats.records, stats.problems), (2, 1), "{first}");
+        }
+        // An object or array left open on the first line starts a document.
+        assert_eq!(read("{\"data\": [\n{\"_id\":\"a\"}\n]}\n").0, ["a"]);
+        assert_eq!(read("[\n{\"_id\":\"a\"}\n]\n").0, ["a"]);
     }
 
     #[test]

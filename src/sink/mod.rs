@@ -133,7 +133,14 @@ pub struct SinkPlan {
     pub tls: Option<TlsClient>,
     /// RELP window: `syslog` frames sent and not yet answered.
     pub relp_window: usize,
+    /// RELP: how long frames may wait for an answer before the connection
+    /// is given up (a receiver that stops answering stalls delivery
+    /// otherwise without a word).
+    pub relp_answer_timeout: std::time::Duration,
 }
+
+/// How long RELP frames wait for an answer unless configured otherwise.
+pub const RELP_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl SinkPlan {
     /// `host:port` as the user wrote it, for messages.
@@ -197,6 +204,9 @@ pub struct SinkCounters {
     pub dropped: AtomicU64,
     /// Connections made after the first.
     pub reconnects: AtomicU64,
+    /// Connection failures since a line was last confirmed (the reconnect
+    /// backoff grows with it; a connection that takes lines resets it).
+    pub failures_in_a_row: AtomicU64,
     /// Batches in the channel to the writer, not taken yet.
     pub queued: AtomicUsize,
 }

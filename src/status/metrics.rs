@@ -177,6 +177,12 @@ pub fn render_metrics(tenants: &[Arc<TenantStatus>], now_ms: i64) -> String {
         &mut sink(|s| &s.counters.resent).into_iter(),
     );
     family(
+        "syslog_failures_in_a_row",
+        "gauge",
+        "Connection failures since a line was last confirmed.",
+        &mut sink(|s| &s.counters.failures_in_a_row).into_iter(),
+    );
+    family(
         "syslog_reconnects_total",
         "counter",
         "Connections to the receiver after the first.",

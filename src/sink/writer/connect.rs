@@ -12,8 +12,7 @@ use mio::Interest;
 
 use super::link::{Failure, Link, Phase, Socket};
 use super::{Chunk, Loop, CHUNK_BYTES, SOCKET};
-use crate::retry::Backoff;
-use crate::sink::{relp, LinkState, Protocol, SinkHealth, RECONNECT_BASE, RECONNECT_MAX};
+use crate::sink::{relp, LinkState, Protocol, SinkHealth};
 
 impl Loop {
     /// Resolves the host (again, every time) and starts connecting.
@@ -189,7 +188,10 @@ impl Loop {
 
     pub(super) fn on_ready(&mut self) {
         let Some(link) = &self.link else { return };
-        self.backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+        // The reconnect backoff is not reset here but when a line is
+        // confirmed: a receiver that accepts and then closes at once would
+        // otherwise get a reconnect (and a resend of everything pending)
+        // every few hundred milliseconds.
         if self.connected_before {
             SinkHealth::count(&self.health.counters.reconnects, 1);
         }

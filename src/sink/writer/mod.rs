@@ -112,6 +112,7 @@ impl SyslogWriter {
             frame: Vec::new(),
             marks: VecDeque::new(),
             relp_inflight: VecDeque::new(),
+            relp_answer_due: None,
             read_buffer: Vec::new(),
             ack_poll: ACK_POLL_MIN,
             udp_failing: false,
@@ -202,6 +203,9 @@ struct Loop {
     frame: Vec<u8>,
     marks: VecDeque<Mark>,
     relp_inflight: VecDeque<RelpInFlight>,
+    /// When the oldest unanswered RELP frame has waited too long (moved on
+    /// by every answer).
+    relp_answer_due: Option<Instant>,
     read_buffer: Vec<u8>,
     ack_poll: Duration,
     /// The last UDP send failed (the status shows a send error until one
@@ -229,6 +233,9 @@ impl Loop {
                 }
             }
             if let Err(failure) = self.progress() {
+                self.fail(failure);
+            }
+            if let Err(failure) = self.check_relp_answers(Instant::now()) {
                 self.fail(failure);
             }
             // Delivering may have finished the work, or made room for more.
@@ -277,7 +284,8 @@ impl Loop {
             self.ack_poll = (self.ack_poll * 2).min(ACK_POLL_MAX);
             return Some(wait);
         }
-        None
+        self.relp_answer_due
+            .map(|due| due.saturating_duration_since(now))
     }
 
     fn take_batches(&mut self) {
@@ -312,6 +320,7 @@ impl Loop {
         self.frame.clear();
         self.marks.clear();
         self.relp_inflight.clear();
+        self.relp_answer_due = None;
         self.read_buffer.clear();
         let mut resent = 0;
         for pending in &mut self.pending {
@@ -324,6 +333,10 @@ impl Loop {
         SinkHealth::count(&self.health.counters.resent, resent);
         let delay = self.backoff.next_delay(None);
         self.retry_at = Instant::now() + delay;
+        self.health.counters.failures_in_a_row.store(
+            u64::from(self.backoff.attempts()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if self
             .health
             .set(failure.state, Some(failure.message.clone()))
@@ -392,6 +405,13 @@ impl Loop {
                 SinkHealth::count(&self.health.counters.confirmed, super::line_count(newly));
                 SinkHealth::count(&self.health.counters.confirmed_bytes, newly.len() as u64);
                 pending.confirmed = end;
+                // Lines got through on this connection: it works, and the
+                // next failure starts the backoff over.
+                self.backoff.reset();
+                self.health
+                    .counters
+                    .failures_in_a_row
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }

@@ -51,6 +51,8 @@ impl Loop {
                 continue;
             };
             entry.answered = true;
+            // The receiver is answering: the wait starts over.
+            self.relp_answer_due = Some(std::time::Instant::now() + self.plan.relp_answer_timeout);
         }
         self.read_buffer.drain(..used);
         while self.relp_inflight.front().is_some_and(|m| m.answered) {
@@ -58,8 +60,26 @@ impl Loop {
                 self.confirm(done.seq, done.end);
             }
         }
+        if self.relp_inflight.is_empty() {
+            self.relp_answer_due = None;
+        }
         self.release();
         Ok(())
+    }
+
+    /// Fails the connection when frames have waited too long for an
+    /// answer.
+    pub(super) fn check_relp_answers(&self, now: std::time::Instant) -> Result<(), Failure> {
+        match self.relp_answer_due {
+            Some(due) if now >= due && !self.relp_inflight.is_empty() => {
+                Err(Failure::connect(format!(
+                    "no RELP answer for {} s to {} message(s) sent",
+                    self.plan.relp_answer_timeout.as_secs(),
+                    self.relp_inflight.len()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Frames RELP `syslog` messages up to the window, once the previous
@@ -81,6 +101,10 @@ impl Loop {
             relp::write_frame(&mut self.frame, txnr, "syslog", message);
             let pending = &mut self.pending[index];
             pending.framed = end;
+            if self.relp_inflight.is_empty() {
+                self.relp_answer_due =
+                    Some(std::time::Instant::now() + self.plan.relp_answer_timeout);
+            }
             self.relp_inflight.push_back(RelpInFlight {
                 txnr,
                 seq: pending.seq,
@@ -237,6 +261,82 @@ mod tests {
         assert_eq!(writer.count(|h| &h.counters.confirmed), 2);
         writer.finish().expect("clean end");
         assert_eq!(server.join().expect("server"), ["alpha", "beta"]);
+    }
+
+    #[test]
+    fn a_receiver_that_stops_answering_is_a_connection_error_not_a_silent_stall() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        // Opens the session, then reads every frame and answers none.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buffer = Vec::new();
+                while let Some((txnr, command, _)) = read_frame(&mut stream, &mut buffer) {
+                    if command == "open" {
+                        answer(
+                            &mut stream,
+                            txnr,
+                            200,
+                            "OK\nrelp_version=0\ncommands=syslog",
+                        );
+                    }
+                }
+            }
+        });
+        let writer = Running::start(plan(Protocol::Relp, port, Framing::Lf));
+        writer.send(1, &["unanswered"]);
+        let error = writer.wait_for_state(LinkState::ConnectionError);
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("no RELP answer")),
+            "{error:?}"
+        );
+        assert_eq!(writer.count(|h| &h.counters.confirmed), 0);
+    }
+
+    #[test]
+    fn a_receiver_that_refuses_every_message_gets_ever_slower_reconnects() {
+        // Opens each session and refuses the first message. Before the
+        // fix, every successful open reset the backoff, and the writer
+        // reconnected and resent every 0.1-0.2 s forever.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buffer = Vec::new();
+                while let Some((txnr, command, _)) = read_frame(&mut stream, &mut buffer) {
+                    match command.as_str() {
+                        "open" => answer(
+                            &mut stream,
+                            txnr,
+                            200,
+                            "OK\nrelp_version=0\ncommands=syslog",
+                        ),
+                        _ => {
+                            answer(&mut stream, txnr, 500, "NO");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let writer = Running::start(plan(Protocol::Relp, port, Framing::Lf));
+        writer.send(1, &["refused"; 10]);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while writer.count(|h| &h.counters.failures_in_a_row) < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "failures never added up: {} in a row after {} reconnects",
+                writer.count(|h| &h.counters.failures_in_a_row),
+                writer.count(|h| &h.counters.reconnects)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(writer.count(|h| &h.counters.reconnects) >= 3);
+        assert_eq!(writer.count(|h| &h.counters.confirmed), 0);
     }
 
     #[test]

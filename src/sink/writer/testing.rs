@@ -12,6 +12,10 @@ use super::SyslogWriter;
 use crate::sink::{Batch, Feed, LinkState, Protocol, SinkError, SinkHealth, SinkPlan};
 use crate::syslog::Framing;
 
+/// How long the test writers' RELP frames wait for an answer: long enough
+/// for a loaded machine, short enough for the test of a silent receiver.
+pub(super) const RELP_ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How long a test waits for something that should happen at once.
 pub(super) const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -25,6 +29,7 @@ pub(super) fn plan(protocol: Protocol, port: u16, framing: Framing) -> SinkPlan 
         max_message: None,
         tls: None,
         relp_window: 4,
+        relp_answer_timeout: RELP_ANSWER_TIMEOUT,
     }
 }
 
