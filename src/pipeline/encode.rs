@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use simd_json::tape::Object;
 use tracing::warn;
 
@@ -26,6 +26,7 @@ use super::RunError;
 use crate::cef::{Encoder, Mapping};
 use crate::data_type::DataType;
 use crate::parse::Parser;
+use crate::shutdown::StopSignal;
 use crate::sink::{Batch, SinkError};
 use crate::source::cas::cursor::Cursor;
 use crate::source::graph::record::GraphSource;
@@ -413,7 +414,15 @@ pub(super) struct EncodeLoop {
     /// Saves the checkpoints of confirmed pages off this thread.
     pub(super) checkpoints: CheckpointSaver,
     pub(super) pages_queued: Arc<AtomicUsize>,
+    /// The tenant's stop signal: once raised, the loop takes no new page
+    /// and finishes, without waiting for the fetcher (which may be stuck
+    /// in a slow answer for as long as the request timeout).
+    pub(super) stop: StopSignal,
 }
+
+/// How often an idle encode thread settles confirmations and looks at the
+/// stop signal.
+const IDLE_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl EncodeLoop {
     /// Encodes pages until the fetcher closes `pages`, then waits for the
@@ -437,7 +446,20 @@ impl EncodeLoop {
         verdicts: Sender<Verdict>,
         spare: Sender<PageBuffers>,
     ) -> Result<(), RunError> {
-        for mut page in pages {
+        loop {
+            let mut page = match pages.recv_timeout(IDLE_LOOK) {
+                Ok(page) => page,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.stop.is_stopped() {
+                        break;
+                    }
+                    // Confirmations settle (and checkpoints are saved)
+                    // while no page comes, not only with the next one.
+                    self.collect()?;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             self.pages_queued.fetch_sub(1, Ordering::Relaxed);
             self.collect()?;
             match self.stage.encode_page(&mut page, &verdicts) {

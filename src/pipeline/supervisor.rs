@@ -244,7 +244,7 @@ impl Supervisor {
         }
         let mut index = 0;
         while index < self.stopping.len() {
-            if self.stopping[index].0.finished() {
+            if self.stopping[index].0.delivery_finished() {
                 let (mut run, next) = self.stopping.swap_remove(index);
                 self.write_final_status(&run);
                 self.summary += run.join()?;
@@ -322,10 +322,12 @@ impl Supervisor {
         }
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut abandoned = false;
-        while all.iter().any(|run| !run.finished()) {
+        // Delivery is what a shutdown waits for; a fetch thread in a slow
+        // request is left behind (TenantRun::join).
+        while all.iter().any(|run| !run.delivery_finished()) {
             if !abandoned && Instant::now() >= deadline {
                 abandoned = true;
-                for run in all.iter().filter(|run| !run.finished()) {
+                for run in all.iter().filter(|run| !run.delivery_finished()) {
                     warn!(
                         "{}: the receiver did not confirm everything within {}; \
                          the unconfirmed records are sent again at the next start",

@@ -146,6 +146,7 @@ pub(super) fn start_tenant(
                     stage: EncodeStage::new(encoder, sink, status),
                     checkpoints,
                     pages_queued,
+                    stop: stop.clone(),
                 };
                 let result = work.run(pages_out, verdicts_in, spare_in);
                 if result.is_err() {
@@ -216,10 +217,31 @@ impl TenantRun {
                 || self.encode.as_ref().is_none_or(|t| t.is_finished()))
     }
 
-    /// Joins both threads; the first error, the fetcher's first.
+    /// The encode thread has ended: everything the tenant delivered is
+    /// confirmed (or given up) and checkpointed. At shutdown this is what
+    /// is waited for; the fetch thread may be in a request for a while.
+    pub(super) fn delivery_finished(&self) -> bool {
+        self.encode_ended.load(Ordering::SeqCst)
+            || self.encode.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Joins both threads; the first error, the fetcher's first. A fetch
+    /// thread still in a request is not waited for (see
+    /// [`Self::delivery_finished`]): its answer can no longer be handed
+    /// on, so leaving it loses nothing.
     pub(super) fn join(&mut self) -> Result<RunSummary, RunError> {
         let fetched = match self.fetch.take() {
-            Some(thread) => thread.join().unwrap_or(Err(RunError::Panicked("fetch"))),
+            Some(thread) if thread.is_finished() || !self.stop.is_stopped() => {
+                thread.join().unwrap_or(Err(RunError::Panicked("fetch")))
+            }
+            Some(_) => {
+                warn!(
+                    "{}: a request to the API is still in progress; not waiting for it \
+                     (its answer would not be used: nothing is lost)",
+                    self.name
+                );
+                Ok(RunSummary::default())
+            }
             None => Ok(RunSummary::default()),
         };
         let encoded = match self.encode.take() {

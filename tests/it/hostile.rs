@@ -465,3 +465,74 @@ fn an_api_repeating_one_page_with_has_next_stops_with_a_clear_error() {
     let asked = requests.load(Ordering::SeqCst);
     assert!(asked <= 10, "{asked} requests");
 }
+
+#[test]
+fn sigterm_while_an_answer_trickles_in_keeps_the_shutdown_timeout() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    // Answers with headers, then one byte of body every 200 ms: the
+    // request would run into its 120 s timeout. The agent used to wait for
+    // it (117 s with --shutdown-timeout 5s).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let trickling = Arc::new(AtomicUsize::new(0));
+    let started = Arc::clone(&trickling);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let started = Arc::clone(&started);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut stream = reader.into_inner();
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                started.fetch_add(1, Ordering::SeqCst);
+                while stream.write_all(b" ").is_ok() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+    });
+    let dir = scratch("hostile-trickle");
+    let url = format!("http://127.0.0.1:{port}");
+    let out = dir.join("out.cef");
+    let args: Vec<String> = [
+        "run",
+        "--api-url",
+        &url,
+        "--token",
+        "t",
+        "--state-dir",
+        dir.join("state").to_str().expect("utf-8"),
+        "--data-types",
+        "alerts",
+        "--requests-per-minute",
+        "0",
+        "--shutdown-timeout",
+        "2s",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let child = spawn(&args, &out);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while trickling.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no request came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Well within the request timeout (120 s): the shutdown must not wait
+    // for the request.
+    terminate(child);
+    let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
+    assert!(
+        log.contains("request to the API is still in progress"),
+        "{log}"
+    );
+    assert!(!log.contains("receiver did not confirm"), "{log}");
+}
