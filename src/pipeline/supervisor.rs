@@ -115,8 +115,8 @@ pub fn serve(plan: ServicePlan, mut control: Control) -> Result<RunSummary, RunE
             return supervisor.shutdown(&mut control);
         }
         if let Err(error) = supervisor.reap() {
-            error!("{error}");
-            // The tenant's error is the one to report.
+            // The tenant's error is the one to report (by the caller, which
+            // logs it once).
             let _ = supervisor.shutdown(&mut control);
             return Err(error);
         }
@@ -347,10 +347,10 @@ impl Supervisor {
         for mut run in std::mem::take(&mut self.running) {
             match run.join() {
                 Ok(summary) => self.summary += summary,
-                Err(error) => {
-                    error!("{error}");
-                    first_error.get_or_insert(error);
-                }
+                // The first error is returned (and logged by the caller);
+                // the others are logged here, once each.
+                Err(error) if first_error.is_some() => error!("{error}"),
+                Err(error) => first_error = Some(error),
             }
         }
         match first_error {

@@ -28,6 +28,8 @@ use crate::source::Position;
 /// Checkpoint format version.
 pub const FORMAT_VERSION: u64 = 1;
 
+/// The file written and removed at start-up to check the directory.
+const WRITE_PROBE: &str = ".siem-agent-write-check";
 /// Key of a Graph checkpoint's delivered records (`[time, key]` pairs).
 const SEEN_KEY: &str = "seen";
 /// Key of the record field a Graph checkpoint's windows are over.
@@ -73,6 +75,18 @@ pub enum CheckpointError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The state directory does not take files (read-only, full, or not
+    /// the agent's to write).
+    #[error(
+        "state directory {dir}: cannot write checkpoints there ({source}); check its \
+         owner and permissions, free space, and that it is not on a read-only file system"
+    )]
+    NotWritable {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A checkpoint could not be replaced.
     #[error(transparent)]
     Write(#[from] AtomicWriteError),
@@ -101,7 +115,9 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    /// Opens (creating with mode 0700 if needed) the state directory.
+    /// Opens (creating with mode 0700 if needed) the state directory, and
+    /// checks that a checkpoint can be written there: a read-only or full
+    /// directory is refused before any line goes out, not after.
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
         fs::DirBuilder::new()
             .recursive(true)
@@ -111,6 +127,13 @@ impl CheckpointStore {
                 path: dir.to_owned(),
                 source,
             })?;
+        let probe = dir.join(WRITE_PROBE);
+        let unwritable = |source: std::io::Error| CheckpointError::NotWritable {
+            dir: dir.to_owned(),
+            source,
+        };
+        write_atomically(dir, &probe, b"{}").map_err(|error| unwritable(error.source))?;
+        fs::remove_file(&probe).map_err(unwritable)?;
         Ok(Self {
             dir: dir.to_owned(),
         })
@@ -377,6 +400,21 @@ mod tests {
         assert!(
             error.to_string().contains(&path.display().to_string()),
             "{error}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_take_a_checkpoint_is_refused_at_open() {
+        // Even root cannot create files in /proc/self.
+        let error = CheckpointStore::open(Path::new("/proc/self")).expect_err("read-only");
+        assert!(error.to_string().contains("/proc/self"), "{error}");
+        let dir = temp_dir("probe");
+        CheckpointStore::open(&dir).expect("writable");
+        assert_eq!(
+            fs::read_dir(&dir).expect("dir").count(),
+            0,
+            "the probe leaves nothing behind"
         );
         let _ = fs::remove_dir_all(&dir);
     }

@@ -51,13 +51,25 @@ pub fn write_report(dir: &Path, report: &StatusReport) -> Result<(), StatusError
     Ok(())
 }
 
-/// Every status file in `dir`, sorted by tenant.
-pub fn read_reports(dir: &Path) -> Result<Vec<StatusReport>, StatusError> {
+/// What a state directory's status files held.
+#[derive(Debug)]
+pub struct StatusFiles {
+    /// The readable reports, sorted by tenant.
+    pub reports: Vec<StatusReport>,
+    /// The files that could not be read or do not hold a report: one bad
+    /// file does not hide the other tenants.
+    pub unreadable: Vec<StatusError>,
+}
+
+/// Every status file in `dir`. Fails only when the directory cannot be
+/// read or holds no status file at all.
+pub fn read_reports(dir: &Path) -> Result<StatusFiles, StatusError> {
     let read_error = |path: &Path| {
         let path = path.to_owned();
         move |source| StatusError::Read { path, source }
     };
     let mut reports = Vec::new();
+    let mut unreadable = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
         let path = entry.map_err(read_error(dir))?.path();
         let is_status = path
@@ -67,19 +79,29 @@ pub fn read_reports(dir: &Path) -> Result<Vec<StatusReport>, StatusError> {
         if !is_status {
             continue;
         }
-        let mut bytes = std::fs::read(&path).map_err(read_error(&path))?;
-        let report: StatusReport =
-            simd_json::from_slice(&mut bytes).map_err(|error| StatusError::Corrupt {
+        let mut bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                unreadable.push(read_error(&path)(error));
+                continue;
+            }
+        };
+        match simd_json::from_slice::<StatusReport>(&mut bytes) {
+            Ok(report) => reports.push(report),
+            Err(error) => unreadable.push(StatusError::Corrupt {
                 path: path.clone(),
                 reason: error.to_string(),
-            })?;
-        reports.push(report);
+            }),
+        }
     }
-    if reports.is_empty() {
+    if reports.is_empty() && unreadable.is_empty() {
         return Err(StatusError::Empty(dir.to_owned()));
     }
     reports.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-    Ok(reports)
+    Ok(StatusFiles {
+        reports,
+        unreadable,
+    })
 }
 
 #[cfg(test)]
@@ -107,7 +129,14 @@ mod tests {
             .store(7, Ordering::Relaxed);
         let report = status.report(2_000);
         write_report(&dir, &report).expect("written");
-        let read = read_reports(&dir).expect("read");
+        std::fs::write(status_path(&dir, "broken"), b"{\"tenant\":").expect("write");
+        let files = read_reports(&dir).expect("read");
+        assert_eq!(files.unreadable.len(), 1, "{:?}", files.unreadable);
+        assert!(
+            files.unreadable[0].to_string().contains("broken"),
+            "the bad file is named"
+        );
+        let read = files.reports;
         assert_eq!(read, vec![report.clone()]);
         let mode = std::fs::metadata(status_path(&dir, &report.tenant))
             .expect("exists")

@@ -22,7 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod text;
 
-pub use files::{read_reports, status_path, write_report, StatusError};
+pub use files::{read_reports, status_path, write_report, StatusError, StatusFiles};
 pub use metrics::render_metrics;
 pub use model::{
     Direction, KindCounters, KindReport, Link, LinkReport, State, StatusReport, TenantStatus,

@@ -179,6 +179,7 @@ fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 fn status_report(dir: &Path) -> Option<StatusReport> {
     read_reports(&dir.join("state"))
         .ok()?
+        .reports
         .into_iter()
         .find(|report| report.tenant == "graph")
 }

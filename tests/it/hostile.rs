@@ -536,3 +536,77 @@ fn sigterm_while_an_answer_trickles_in_keeps_the_shutdown_timeout() {
     );
     assert!(!log.contains("receiver did not confirm"), "{log}");
 }
+
+#[test]
+fn a_state_directory_that_takes_no_files_is_refused_before_anything_is_fetched() {
+    // The simulator would answer: nothing may be fetched or written first.
+    let sim = Simulator::start(simulator(Duration::from_secs(60), 60)).expect("simulator");
+    let url = sim.url();
+    // Even root cannot create files in /proc/self.
+    let (code, stderr) = run(
+        &[
+            "run",
+            "--api-url",
+            &url,
+            "--token",
+            siem_agent::simulator::server::DEFAULT_TOKEN,
+            "--state-dir",
+            "/proc/self",
+            "--once",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(73), "{stderr}");
+    assert!(
+        stderr.contains("state directory /proc/self: cannot write checkpoints"),
+        "{stderr}"
+    );
+    assert_eq!(sim.stats().list_requests.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_fatal_error_is_logged_once() {
+    let (code, stderr) = run(
+        &[
+            "run",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "--state-dir",
+            scratch("hostile-fatal-once")
+                .join("state")
+                .to_str()
+                .expect("utf-8"),
+            "--retry-attempts",
+            "1",
+            "--max-critical-errors",
+            "1",
+            "--once",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(75), "{stderr}");
+    assert_eq!(
+        stderr.matches("Too many critical errors").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn status_shows_the_healthy_tenants_beside_a_corrupt_status_file() {
+    let dir = scratch("hostile-status");
+    let status = siem_agent::status::TenantStatus::new("healthy", &[]);
+    siem_agent::status::write_report(&dir, &status.report(0)).expect("written");
+    std::fs::write(dir.join("broken.status.json"), b"{\"tenant\":").expect("written");
+    let output = Command::new(bin())
+        .args(["status", "--state-dir", dir.to_str().expect("utf-8")])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stdout.contains("healthy (pid"), "{stdout}");
+    assert!(stderr.contains("broken.status.json"), "{stderr}");
+}
