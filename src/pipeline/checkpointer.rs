@@ -149,6 +149,7 @@ mod tests {
             boundary_ids: vec![format!("id-at-{position}")],
             skip: 0,
             scan: None,
+            ahead: Vec::new(),
         })
     }
 

@@ -30,6 +30,8 @@ pub const FORMAT_VERSION: u64 = 1;
 
 /// The file written and removed at start-up to check the directory.
 const WRITE_PROBE: &str = ".siem-agent-write-check";
+/// Key of a legacy checkpoint's alerts ahead of the clock (`[date, id]`).
+const AHEAD_KEY: &str = "ahead";
 /// Key of a Graph checkpoint's delivered records (`[time, key]` pairs).
 const SEEN_KEY: &str = "seen";
 /// Key of the record field a Graph checkpoint's windows are over.
@@ -199,8 +201,24 @@ impl CheckpointStore {
                     .ok_or_else(|| corrupt("scan.createdTo"))?,
             }),
         };
+        // Optional: checkpoints written before it existed have none.
+        let ahead = match value.get_array(AHEAD_KEY) {
+            None => Vec::new(),
+            Some(pairs) => pairs
+                .iter()
+                .map(|pair| {
+                    let key = pair.get_idx(0).and_then(|k| k.as_i64());
+                    let id = pair.get_idx(1).and_then(|i| i.as_str());
+                    match (key, id, pair.as_array().map(Vec::len)) {
+                        (Some(key), Some(id), Some(2)) => Ok((key, id.to_owned())),
+                        _ => Err(corrupt(AHEAD_KEY)),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Some(Cursor {
             kind,
+            ahead,
             position: int("position")?,
             boundary_ids,
             skip: value.get_u64("skip").ok_or_else(|| corrupt("skip"))?,
@@ -290,6 +308,16 @@ impl CheckpointStore {
             .collect();
         let _ = value.try_insert("boundaryIds", OwnedValue::from(ids));
         let _ = value.try_insert("skip", cursor.skip);
+        if !cursor.ahead.is_empty() {
+            let pairs: Vec<OwnedValue> = cursor
+                .ahead
+                .iter()
+                .map(|(key, id)| {
+                    OwnedValue::from(vec![OwnedValue::from(*key), OwnedValue::from(id.as_str())])
+                })
+                .collect();
+            let _ = value.try_insert(AHEAD_KEY, OwnedValue::from(pairs));
+        }
         if let Some(scan) = &cursor.scan {
             let mut object = OwnedValue::object();
             let _ = object.try_insert("dateLow", scan.date_low);
@@ -330,6 +358,7 @@ mod tests {
                 boundary_ids: vec!["a".into(), "b\"quoted\\".into()],
                 skip: 100,
                 scan: None,
+                ahead: vec![(4_102_444_800_000, "from 2100".into())],
             },
         ];
         for cursor in &cursors {

@@ -610,3 +610,58 @@ fn status_shows_the_healthy_tenants_beside_a_corrupt_status_file() {
     assert!(stdout.contains("healthy (pid"), "{stdout}");
     assert!(stderr.contains("broken.status.json"), "{stderr}");
 }
+
+#[test]
+fn an_alert_dated_far_ahead_does_not_carry_the_cursor_past_todays_alerts() {
+    // Every answer lists an alert dated 2100 beside a new alert of now.
+    let future = r#"{"_id":"from-2100","title":"Ahead","severityValue":2,"timestamp":4102444800000,"entities":[]}"#;
+    let (port, requests) = scripted_api(1_000, move |_, _| {
+        let now = siem_agent::clock::now_ms();
+        let current = format!(
+            r#"{{"_id":"now-{now}","title":"Current","severityValue":2,"timestamp":{now},"entities":[]}}"#
+        );
+        (
+            "200 OK".to_owned(),
+            String::new(),
+            format!(r#"{{"data":[{future},{current}],"hasNext":false,"total":2}}"#),
+        )
+    });
+    let dir = scratch("hostile-ahead");
+    let url = format!("http://127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "run",
+        "--api-url",
+        &url,
+        "--token",
+        "t",
+        "--state-dir",
+        dir.join("state").to_str().expect("utf-8"),
+        "--data-types",
+        "alerts",
+        "--requests-per-minute",
+        "0",
+        "--poll-interval",
+        "50ms",
+        "--header",
+        "none",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = dir.join("out.cef");
+    let child = spawn(&args, &out);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while requests.load(Ordering::SeqCst) < 6 {
+        assert!(Instant::now() < deadline, "the agent stopped polling");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    terminate(child);
+    let text = std::fs::read_to_string(&out).expect("output");
+    assert_eq!(text.matches("externalId=from-2100").count(), 1, "{text}");
+    let current = text.matches("externalId=now-").count();
+    assert!(
+        current >= 5,
+        "today's alerts were skipped: {current}\n{text}"
+    );
+    let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
+    assert!(log.contains("ahead of the clock"), "{log}");
+}

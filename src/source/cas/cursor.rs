@@ -64,7 +64,16 @@ pub struct Cursor {
     pub skip: u64,
     /// Activities: the scan window in progress.
     pub scan: Option<Scan>,
+    /// Alerts delivered whose date lay ahead of the clock (date, id): the
+    /// position does not follow them (it would skip every alert until
+    /// then), so each request lists them again until the position passes
+    /// their date, and they are known by this list.
+    pub ahead: Vec<(i64, String)>,
 }
+
+/// How far ahead of the agent's clock a record's time may be (clock skew)
+/// before the cursor stops following it.
+pub const MAX_AHEAD_MS: i64 = 5 * 60_000;
 
 /// Why a page cannot move the cursor.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -113,6 +122,7 @@ impl Cursor {
                     created_from: None,
                     created_to: now_ms,
                 }),
+                ahead: Vec::new(),
             },
             Family::Alert => Self {
                 kind,
@@ -120,13 +130,34 @@ impl Cursor {
                 boundary_ids: Vec::new(),
                 skip: 0,
                 scan: None,
+                ahead: Vec::new(),
             },
         }
     }
 
     /// A saved cursor, or a fresh backfill when it is older than the window
     /// (the gap is returned so it can be logged, never silently lost).
-    pub fn resume(saved: Cursor, now_ms: i64, backfill_ms: i64) -> (Self, Option<SkippedRange>) {
+    pub fn resume(
+        mut saved: Cursor,
+        now_ms: i64,
+        backfill_ms: i64,
+    ) -> (Self, Option<SkippedRange>) {
+        if saved.position > now_ms.saturating_add(MAX_AHEAD_MS) {
+            // A position the clock has not reached (a checkpoint from a
+            // clock gone wrong, or edited): following it would skip every
+            // record until then.
+            tracing::warn!(
+                "{}: the checkpoint's position {} is ahead of the clock; starting from now",
+                saved.kind.name(),
+                crate::clock::iso_string(saved.position)
+            );
+            saved.position = now_ms;
+            saved.boundary_ids.clear();
+            saved.skip = 0;
+            if let Some(scan) = &mut saved.scan {
+                scan.created_to = scan.created_to.min(now_ms);
+            }
+        }
         let oldest = now_ms - backfill_ms;
         let from = match &saved.scan {
             Some(Scan {
@@ -316,6 +347,8 @@ impl Cursor {
             at_newest: scratch,
             at_newest_len: 0,
             all_at_position: true,
+            ahead_of: crate::clock::now_ms().saturating_add(MAX_AHEAD_MS),
+            new_ahead: Vec::new(),
         }
     }
 }
@@ -334,6 +367,11 @@ pub struct PageAdvance<'c> {
     at_newest_len: usize,
     /// Every record so far sat at the position's millisecond.
     all_at_position: bool,
+    /// Records with times after this are ahead of the clock.
+    ahead_of: i64,
+    /// Records of this page ahead of the clock (rare: no allocation
+    /// otherwise).
+    new_ahead: Vec<(i64, String)>,
 }
 
 impl PageAdvance<'_> {
@@ -350,6 +388,20 @@ impl PageAdvance<'_> {
             // delivered already (or is the API's mistake); it must not
             // come out again on every poll.
             return false;
+        }
+        let listed = |ahead: &[(i64, String)]| ahead.iter().any(|(k, i)| *k == key && i == id);
+        if listed(&self.cursor.ahead) || listed(&self.new_ahead) {
+            return false;
+        }
+        if key > self.ahead_of {
+            tracing::warn!(
+                "{}: a record dated {} is ahead of the clock: delivered once; the cursor \
+                 does not move past the clock for it",
+                self.cursor.kind.name(),
+                crate::clock::iso_string(key)
+            );
+            self.new_ahead.push((key, id.to_owned()));
+            return true;
         }
         self.all_at_position &= key == position;
         let repeat = key == position
@@ -392,12 +444,15 @@ impl PageAdvance<'_> {
                 });
             } else {
                 next.scan = None;
-                next.position = scan.created_to + 1;
+                next.position = scan.created_to.saturating_add(1);
             }
             return Ok(next);
         }
         let at_newest = &self.at_newest[..self.at_newest_len];
         next.position = self.newest;
+        next.ahead.extend(self.new_ahead);
+        // Once the position passes them, the API no longer lists them.
+        next.ahead.retain(|(key, _)| *key >= next.position);
         if self.newest == cursor.position {
             for id in at_newest {
                 if !next.boundary_ids.contains(id) {
@@ -578,6 +633,7 @@ mod tests {
             boundary_ids: vec!["a".into(), "b".into()],
             skip: 0,
             scan: None,
+            ahead: Vec::new(),
         };
         let page = info(
             &[("a", 100), ("b", 100), ("c", 100), ("d", 105), ("e", 105)],
@@ -659,6 +715,43 @@ mod tests {
     }
 
     #[test]
+    fn a_record_dated_far_ahead_is_delivered_once_and_the_cursor_stays_with_the_clock() {
+        let now = crate::clock::now_ms();
+        let alerts = Cursor::start(DataType::Alerts, now, 60_000);
+        let year_2100 = 4_102_444_800_000;
+        let page = info(
+            &[
+                ("future", year_2100),
+                ("huge", i64::MAX),
+                ("normal", now - 500),
+            ],
+            false,
+        );
+        let (deliver, next) = alerts.advance(&page).expect("moves");
+        assert_eq!(deliver, [0, 1, 2]);
+        assert_eq!(next.position, now - 500, "the clock, not the year 2100");
+        assert_eq!(next.ahead.len(), 2);
+        // Listed again by the next request: not delivered again.
+        let again = info(
+            &[
+                ("future", year_2100),
+                ("huge", i64::MAX),
+                ("later", now - 100),
+            ],
+            false,
+        );
+        let (deliver, after) = next.advance(&again).expect("moves");
+        assert_eq!(deliver, [2]);
+        assert_eq!(after.position, now - 100);
+        assert_eq!(after.ahead, next.ahead);
+        // A checkpoint that was moved ahead of the clock starts from now.
+        let mut saved = after.clone();
+        saved.position = year_2100;
+        let (resumed, gap) = Cursor::resume(saved, now, 60_000);
+        assert_eq!((resumed.position, gap), (now, None));
+    }
+
+    #[test]
     fn a_tail_page_that_leaves_the_cursor_where_it_was_cannot_say_more_follow() {
         let alerts = Cursor::start(DataType::Alerts, 10_000, 4_000);
         let (_, at_a) = alerts.advance(&info(&[("a", 7_000)], true)).expect("moves");
@@ -706,6 +799,7 @@ mod tests {
             boundary_ids: vec![],
             skip: 0,
             scan: None,
+            ahead: Vec::new(),
         };
         let (cursor, gap) = Cursor::resume(old.clone(), 100_000, 10_000);
         assert_eq!(
