@@ -36,7 +36,11 @@ impl RequestBudget {
     /// Reserves the next request slot and returns how long to wait for it.
     /// The caller sleeps (so it can also watch for shutdown).
     pub fn reserve(&self) -> Duration {
-        let now = Instant::now();
+        self.reserve_at(Instant::now())
+    }
+
+    /// [`Self::reserve`] at `now`.
+    fn reserve_at(&self, now: Instant) -> Duration {
         let mut next = self.next.lock();
         let slot = match *next {
             Some(at) if at > now => at,
@@ -62,16 +66,16 @@ mod tests {
     #[test]
     fn budget_spaces_requests() {
         let budget = RequestBudget::new(60); // one a second
-        let waits: Vec<Duration> = (0..4).map(|_| budget.reserve()).collect();
-        assert_eq!(waits[0], Duration::ZERO);
-        for (n, wait) in waits.iter().enumerate().skip(1) {
-            // Reservations made back to back: the n-th waits about n seconds.
-            let expected = Duration::from_secs(n as u64);
-            assert!(
-                *wait <= expected && *wait + Duration::from_millis(500) >= expected,
-                "{wait:?}"
-            );
-        }
+        let start = Instant::now();
+        // Reservations at one instant: the n-th waits exactly n seconds.
+        let waits: Vec<Duration> = (0..4).map(|_| budget.reserve_at(start)).collect();
+        let seconds = |n| Duration::from_secs(n);
+        assert_eq!(waits, [seconds(0), seconds(1), seconds(2), seconds(3)]);
+        // Half a second later, the next slot is 3.5 s away.
+        let later = start + Duration::from_millis(500);
+        assert_eq!(budget.reserve_at(later), Duration::from_millis(3_500));
+        // Long after, a request goes at once.
+        assert_eq!(budget.reserve_at(start + seconds(60)), Duration::ZERO);
         assert_eq!(RequestBudget::new(0).reserve(), Duration::ZERO);
     }
 }

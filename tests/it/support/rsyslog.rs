@@ -58,7 +58,11 @@ fn config_file(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A free loopback port (closed again at once; the daemon binds it next).
+/// Tries at picking a free port for imudp and imrelp.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// A loopback port free a moment ago (closed again at once; the daemon
+/// binds it next, and [`Rsyslog::start`] tries another if it was taken).
 fn free_port(udp: bool) -> u16 {
     if udp {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("binds");
@@ -103,43 +107,61 @@ impl Rsyslog {
             }
             _ => config_file("imtcp-plain.conf"),
         };
-        let (input_conf, port) = match input {
+        // TCP inputs listen on port 0 and write the port to a file; imudp
+        // and imrelp cannot, so their port is picked here, and another
+        // one tried when something took it in between.
+        let (input_conf, pick) = match input {
             Input::TcpLf => (
                 config_file("input-tcp-lf.conf").replace("@ADDRESS@", "127.0.0.1"),
-                0,
+                None,
             ),
             Input::TcpIpv6 => (
                 config_file("input-tcp-lf.conf").replace("@ADDRESS@", "::1"),
-                0,
+                None,
             ),
-            Input::TcpOctetCounted | Input::Tls { .. } => (config_file("input-tcp-octet.conf"), 0),
-            Input::Udp => (config_file("input-udp.conf"), free_port(true)),
-            Input::Relp => (config_file("input-relp.conf"), free_port(false)),
-            Input::RelpTls => (config_file("input-relp-tls.conf"), free_port(false)),
+            Input::TcpOctetCounted | Input::Tls { .. } => {
+                (config_file("input-tcp-octet.conf"), None)
+            }
+            Input::Udp => (config_file("input-udp.conf"), Some(true)),
+            Input::Relp => (config_file("input-relp.conf"), Some(false)),
+            Input::RelpTls => (config_file("input-relp-tls.conf"), Some(false)),
         };
-        let conf = config_file("receiver.conf")
-            .replace("@IMTCP@", &imtcp)
-            .replace("@INPUT@", &input_conf)
-            .replace("@PORT@", &port.to_string())
-            .replace("@DIR@", &dir.display().to_string());
         let conf_path = dir.join("rsyslog.conf");
-        std::fs::write(&conf_path, conf).expect("write config");
         let mut daemon = Self {
             dir,
             conf: conf_path,
             child: None,
             input,
-            port,
+            port: 0,
             output,
         };
-        daemon.spawn();
+        for attempt in 1..=PORT_ATTEMPTS {
+            daemon.port = pick.map_or(0, free_port);
+            let conf = config_file("receiver.conf")
+                .replace("@IMTCP@", &imtcp)
+                .replace("@INPUT@", &input_conf)
+                .replace("@PORT@", &daemon.port.to_string())
+                .replace("@DIR@", &daemon.dir.display().to_string());
+            std::fs::write(&daemon.conf, conf).expect("write config");
+            if daemon.spawn() {
+                break;
+            }
+            assert!(
+                attempt < PORT_ATTEMPTS,
+                "rsyslogd could not listen on a free port; its log:\n{}",
+                daemon.own_log()
+            );
+            daemon.kill();
+        }
         if daemon.port == 0 {
             daemon.port = read_port(&main_port_file);
         }
         daemon
     }
 
-    fn spawn(&mut self) {
+    /// Starts the daemon; false when its input could not bind its port
+    /// (taken since it was picked).
+    fn spawn(&mut self) -> bool {
         let ready = self.dir.join("ready.port");
         let _ = std::fs::remove_file(&ready);
         let log = std::fs::File::create(self.dir.join("rsyslogd.out")).expect("log file");
@@ -160,10 +182,15 @@ impl Rsyslog {
             // The RELP listener comes up with the others; make sure.
             let deadline = Instant::now() + Duration::from_secs(10);
             while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-                assert!(Instant::now() < deadline, "imrelp is not listening");
+                if Instant::now() > deadline {
+                    return false;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // imudp reports a failed bind in the daemon's own log.
+        let log = self.own_log().to_ascii_lowercase();
+        !(log.contains("address already in use") || log.contains("could not bind"))
     }
 
     /// The daemon's own messages (for failure reports).
@@ -221,7 +248,12 @@ impl Rsyslog {
     /// Starts the daemon again with the same configuration and ports.
     pub(crate) fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "rsyslogd could not listen again on port {}; its log:\n{}",
+            self.port,
+            self.own_log()
+        );
     }
 }
 
