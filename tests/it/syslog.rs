@@ -538,3 +538,37 @@ fn a_stalled_receiver_pauses_fetching_and_a_killed_agent_loses_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn replay_over_tcp_keeps_every_line_across_a_receiver_restart() {
+    // The README's promise for TCP: a receiver that is stopped and started
+    // again (the ordinary way, so it writes out what its socket took) loses
+    // nothing; what was unconfirmed is sent again.
+    let mut daemon = Rsyslog::start("tcp-restart", Input::TcpLf, None);
+    let dir = scratch("tcp-restart");
+    let file = records_file(&dir, 20_000);
+    let expected = expected_lines(&file, &[]);
+    let child = Command::new(bin())
+        .arg("replay")
+        .arg(&file)
+        .args(syslog_args("127.0.0.1", daemon.port, &[]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("replay starts");
+    let arrived = daemon.wait_for_lines(2000, Duration::from_secs(60)).len();
+    assert!(arrived >= 2000, "{}", daemon.own_log());
+    daemon.stop();
+    daemon.restart();
+    let output = wait_within(child, Duration::from_secs(120));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let received: HashSet<String> = daemon.lines().into_iter().collect();
+    let missing = expected.iter().filter(|l| !received.contains(*l)).count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} lines never arrived; {log}",
+        expected.len()
+    );
+}

@@ -245,9 +245,40 @@ impl Rsyslog {
         }
     }
 
+    /// Stops the daemon the ordinary way (SIGTERM: it writes out what it
+    /// received), and waits for it to be gone.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts the daemon again with the same configuration and ports.
     pub(crate) fn restart(&mut self) {
         self.kill();
+        // A TCP input listened on a port of the system's choosing: it must
+        // come back on the same one, where the agent reconnects.
+        // (Only the main input's: the readiness input keeps port 0.)
+        if let Ok(conf) = std::fs::read_to_string(&self.conf) {
+            let main = conf.find("main.port").unwrap_or(0);
+            if let Some(at) = conf[..main].rfind("port=\"0\"") {
+                let fixed = format!(
+                    "{}port=\"{}\"{}",
+                    &conf[..at],
+                    self.port,
+                    &conf[at + "port=\"0\"".len()..]
+                );
+                std::fs::write(&self.conf, fixed).expect("rewrite config");
+            }
+        }
         assert!(
             self.spawn(),
             "rsyslogd could not listen again on port {}; its log:\n{}",
