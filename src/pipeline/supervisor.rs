@@ -287,10 +287,14 @@ impl Supervisor {
                 Some(next) if next.fingerprint == run.fingerprint => index += 1,
                 next => {
                     let run = self.running.swap_remove(index);
-                    info!(
-                        "{}: configuration changed; stopping to restart from the checkpoint",
-                        run.name
-                    );
+                    if next.is_some() {
+                        info!(
+                            "{}: configuration changed; stopping to restart from the checkpoint",
+                            run.name
+                        );
+                    } else {
+                        info!("{}: removed from the configuration; stopping", run.name);
+                    }
                     run.stop.stop();
                     self.stopping.push((run, next));
                 }

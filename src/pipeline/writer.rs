@@ -38,7 +38,10 @@ pub struct SinkHandle {
 pub fn spawn_sink(destination: Destination, label: &str) -> Result<SinkHandle, SinkError> {
     match destination {
         Destination::Stdout => spawn_writer("writer-stdout", |batches, returned, health| {
-            crate::sink::write_stdout(batches, returned, &mut io::stdout().lock(), health)
+            // Locked per batch (by each write), not for the writer's life:
+            // every tenant sending to stdout has a writer of its own, and a
+            // batch is written whole, so lines never interleave.
+            crate::sink::write_stdout(batches, returned, &mut io::stdout(), health)
         }),
         Destination::Syslog(plan) => {
             let health = Arc::new(SinkHealth::default());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use siem_agent::cef::cases::check_one_line;
 use siem_agent::clock::now_ms;
 use siem_agent::exit;
-use siem_agent::simulator::data::StreamConfig;
+use siem_agent::simulator::data::{mix, StreamConfig};
 use siem_agent::simulator::graph::{alert_id, report_id, update_count};
 use siem_agent::simulator::{Simulator, SimulatorConfig};
 use siem_agent::status::{read_reports, StatusReport};
@@ -469,6 +469,25 @@ fn a_secret_that_goes_bad_mid_run_is_reported_and_a_fixed_one_resumes() {
         lines() > refused_at + 5
     });
     stop(child, &out.with_extension("err"));
+    // Neither the secrets nor any bearer token the simulator issued reach
+    // the log or the status file.
+    let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
+    let status_file =
+        std::fs::read_to_string(siem_agent::status::status_path(&dir.join("state"), "graph"))
+            .expect("status file");
+    for issued in 0..sim.stats().tokens_issued.load(Ordering::Relaxed) {
+        let token = format!(
+            "sim.{:016x}.{issued:016x}",
+            mix(config.fault_seed, issued, 99)
+        );
+        assert!(
+            !log.contains(&token) && !status_file.contains(&token),
+            "{token} leaked"
+        );
+    }
+    for secret in [config.client_secret.as_str(), "a-revoked-secret"] {
+        assert!(!log.contains(secret) && !status_file.contains(secret));
+    }
     let ids = delivered(&[out]);
     assert!(ids.values().all(|&n| n == 1), "a row delivered twice");
 }

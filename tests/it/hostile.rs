@@ -665,3 +665,47 @@ fn an_alert_dated_far_ahead_does_not_carry_the_cursor_past_todays_alerts() {
     let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
     assert!(log.contains("ahead of the clock"), "{log}");
 }
+
+#[test]
+fn a_proxy_that_refuses_the_tunnel_is_named_in_a_clear_error() {
+    // Answers every CONNECT with 407 (it wants credentials we do not have).
+    let (port, requests) = scripted_api(100, |_, _| {
+        (
+            "407 Proxy Authentication Required".to_owned(),
+            "Proxy-Authenticate: Basic realm=\"corp\"\r\n".to_owned(),
+            String::new(),
+        )
+    });
+    let proxy = format!("127.0.0.1:{port}");
+    let (code, stderr) = run(
+        &[
+            "run",
+            "--api-url",
+            "https://contoso.portal.cloudappsecurity.com",
+            "--token",
+            "t",
+            "--proxy",
+            &proxy,
+            "--state-dir",
+            scratch("hostile-proxy-407")
+                .join("state")
+                .to_str()
+                .expect("utf-8"),
+            "--retry-attempts",
+            "1",
+            "--max-critical-errors",
+            "1",
+            "--once",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(75), "{stderr}");
+    assert!(
+        requests.load(Ordering::SeqCst) >= 1,
+        "the proxy was not asked"
+    );
+    assert!(
+        stderr.contains("407") || stderr.to_lowercase().contains("proxy"),
+        "{stderr}"
+    );
+}

@@ -635,3 +635,128 @@ fn the_vendor_start_up_line_works_with_the_program_name_swapped() {
         assert!(help.contains(flag), "{flag} in\n{help}");
     }
 }
+
+/// A config of tenants by name, all against `sim`, all to stdout.
+fn tenants_config(sim: &Simulator, dir: &Path, names: &[&str]) -> String {
+    let mut text = format!(
+        "state_dir = \"{}\"\nshutdown_timeout = \"10s\"\n",
+        dir.join("state").display()
+    );
+    for name in names {
+        text.push_str(&format!(
+            r#"
+[[tenant]]
+name = "{name}"
+api_url = "{url}"
+token = "{DEFAULT_TOKEN}"
+requests_per_minute = 0
+backfill = "10m"
+poll_interval = "100ms"
+data_types = ["alerts"]
+format = {{ header = "none" }}
+"#,
+            url = sim.url()
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_reload_starts_added_tenants_stops_removed_ones_and_leaves_the_rest_alone() {
+    let sim = Simulator::start(simulator(Duration::from_secs(600), 60)).expect("simulator");
+    let dir = scratch("reload-tenants");
+    let file = dir.join("agent.toml");
+    std::fs::write(&file, tenants_config(&sim, &dir, &["kept", "removed"])).expect("config");
+    let out = dir.join("out");
+    let mut agent = start(&["--config", file.to_str().expect("utf-8")], &out);
+    let log = out.with_extension("err");
+    wait_until(
+        "both tenants running",
+        Duration::from_secs(60),
+        &log,
+        || {
+            let text = log_of(&out);
+            text.contains("kept: api: Created -> Connected")
+                && text.contains("removed: api: Created -> Connected")
+        },
+    );
+    std::fs::write(&file, tenants_config(&sim, &dir, &["kept", "added"])).expect("config");
+    wait_until("the reload", Duration::from_secs(60), &log, || {
+        let text = log_of(&out);
+        text.contains("removed: removed from the configuration; stopped")
+            && text.contains("added: api: Created -> Connected")
+    });
+    sigterm(&agent);
+    assert!(wait_exit(&mut agent, Duration::from_secs(30), &log).success());
+    let text = log_of(&out);
+    assert!(
+        text.contains("added: added to the configuration; starting"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("kept: restarting"),
+        "an unchanged tenant was touched: {text}"
+    );
+    assert_eq!(
+        text.matches("kept: api: Created -> Connected").count(),
+        1,
+        "started once: {text}"
+    );
+    let state = dir.join("state");
+    for name in ["kept", "removed", "added"] {
+        assert!(
+            state
+                .join(format!("{name}.alerts.checkpoint.json"))
+                .exists(),
+            "{name} has no checkpoint"
+        );
+    }
+}
+
+#[test]
+fn a_second_signal_during_a_long_shutdown_exits_at_once() {
+    // A receiver that takes the connection and never reads: the first
+    // SIGTERM waits for confirmations (up to the 60 s shutdown timeout);
+    // the second ends the process with status 1 (a clean shutdown is 0).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let held = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+    let config = simulator(Duration::from_secs(1800), 3000);
+    let sim = Simulator::start(config).expect("simulator");
+    let dir = scratch("second-signal");
+    let out = dir.join("out");
+    let mut agent = start(
+        &[
+            "run",
+            "--api-url",
+            &sim.url(),
+            "--token",
+            DEFAULT_TOKEN,
+            "--state-dir",
+            dir.join("state").to_str().expect("utf-8"),
+            "--requests-per-minute",
+            "0",
+            "--data-types",
+            "activities",
+            "--shutdown-timeout",
+            "60s",
+            "--syslog-host",
+            "127.0.0.1",
+            "--syslog-port",
+            &port.to_string(),
+        ],
+        &out,
+    );
+    let log = out.with_extension("err");
+    wait_until("the connection", Duration::from_secs(60), &log, || {
+        log_of(&out).contains("syslog: Created -> Connected")
+    });
+    sigterm(&agent);
+    wait_until("the shutdown", Duration::from_secs(60), &log, || {
+        log_of(&out).contains("shutting down")
+    });
+    sigterm(&agent);
+    let status = wait_exit(&mut agent, Duration::from_secs(50), &log);
+    assert_eq!(status.code(), Some(1), "{}", log_of(&out));
+    drop(held);
+}
