@@ -588,6 +588,22 @@ mod tests {
     }
 
     #[test]
+    fn numbers_past_64_bits_keep_their_record_and_numbers_past_any_float_do_not() {
+        // An integer too large for 64 bits is read as a float (the
+        // record is kept, the field written as that number); a number no
+        // float can hold is not valid JSON to any finite-number parser:
+        // its record is reported and skipped, the others are kept.
+        let input = "{\"_id\":\"a\",\"timestamp\":123456789012345678901234567890}\n\
+                     {\"_id\":\"b\",\"timestamp\":1e400}\n\
+                     {\"_id\":\"c\",\"timestamp\":18446744073709551615}\n";
+        let (seen, stats) = read(input);
+        assert_eq!(seen[0], "a");
+        assert!(seen[1].starts_with("! line 2: "), "{seen:?}");
+        assert_eq!(seen[2], "c");
+        assert_eq!((stats.records, stats.problems), (2, 1));
+    }
+
+    #[test]
     fn problems_are_located_and_the_rest_survives() {
         let ndjson = "{\"_id\":\"a\"}\n{\"_id\":\n[{\"_id\":\"b\"},7,\"x\"]\n{\"data\":5}\n{\"_id\":\"c\"}\n";
         let (seen, stats) = read(ndjson);

@@ -709,3 +709,45 @@ fn a_proxy_that_refuses_the_tunnel_is_named_in_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_token_lifetime_beyond_any_clock_is_capped_not_a_crash() {
+    // The token endpoint says the token lives 2^63 seconds: adding that to
+    // the clock panicked the fetch thread (exit 70).
+    let (port, requests) = scripted_api(100, |request_line, _| {
+        let body = if request_line.contains("/oauth2/v2.0/token") {
+            r#"{"token_type":"Bearer","expires_in":9223372036854775808,"access_token":"t"}"#
+        } else {
+            r#"{"data":[],"hasNext":false,"total":0}"#
+        };
+        ("200 OK".to_owned(), String::new(), body.to_owned())
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, stderr) = run(
+        &[
+            "run",
+            "--api-url",
+            &url,
+            "--login-url",
+            &url,
+            "--tenant-id",
+            "directory",
+            "--client-id",
+            "app",
+            "--client-secret",
+            "secret",
+            "--state-dir",
+            scratch("hostile-lifetime")
+                .join("state")
+                .to_str()
+                .expect("utf-8"),
+            "--data-types",
+            "alerts",
+            "--once",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    // The token, then the page.
+    assert!(requests.load(Ordering::SeqCst) >= 2, "{stderr}");
+}
