@@ -16,6 +16,10 @@ use std::ops::Range;
 
 use super::blocks::record_end;
 
+/// Values other than the records longer than this are left out of
+/// [`SplitPage::rest`] (written `null`): the paging facts are a few bytes.
+pub const MAX_REST_VALUE_BYTES: usize = 64 * 1024;
+
 /// Why a page cannot be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SplitError {
@@ -164,7 +168,9 @@ impl SplitPage {
             return Err(SplitError::NotAnObject);
         }
         at = skip_space(page, at + 1);
-        let mut data = None;
+        let mut data = false;
+        // The rest is copied as the walk goes: everything up to here is.
+        let mut copied = 0;
         if page.get(at) == Some(&b'}') {
             return Err(SplitError::NoData(key));
         }
@@ -184,10 +190,22 @@ impl SplitPage {
                     return Err(SplitError::DataNotRecords(key));
                 }
                 let end = self.split_records(page, at, key)?;
-                data = Some(at..end);
+                self.rest.extend_from_slice(&page[copied..at]);
+                self.rest.extend_from_slice(b"[]");
+                copied = end;
+                data = true;
                 end
             } else {
-                value_end(page, at)?
+                let end = value_end(page, at)?;
+                if end - at > MAX_REST_VALUE_BYTES {
+                    // No paging fact is this large: leaving it out keeps a
+                    // page padded with junk from costing its size again
+                    // (and simd-json's buffers for it) in the rest.
+                    self.rest.extend_from_slice(&page[copied..at]);
+                    self.rest.extend_from_slice(b"null");
+                    copied = end;
+                }
+                end
             };
             at = skip_space(page, end);
             match page.get(at) {
@@ -199,12 +217,10 @@ impl SplitPage {
         if skip_space(page, at + 1) != page.len() {
             return Err(unexpected(page, skip_space(page, at + 1)));
         }
-        let Some(data) = data else {
+        if !data {
             return Err(SplitError::NoData(key));
-        };
-        self.rest.extend_from_slice(&page[..data.start]);
-        self.rest.extend_from_slice(b"[]");
-        self.rest.extend_from_slice(&page[data.end..]);
+        }
+        self.rest.extend_from_slice(&page[copied..]);
         Ok(())
     }
 
@@ -254,6 +270,20 @@ mod tests {
             .map(|r| text[r.clone()].to_owned())
             .collect();
         Ok((records, String::from_utf8(page.rest).expect("utf-8")))
+    }
+
+    #[test]
+    fn a_huge_value_beside_the_records_is_left_out_of_the_rest() {
+        let junk = "x".repeat(MAX_REST_VALUE_BYTES + 1);
+        let page = format!(
+            r#"{{"padding":"{junk}","data":[{{"_id":"a"}}],"hasNext":false,"nextQueryFilters":{{"date":{{"lte":5}}}}}}"#
+        );
+        let (records, rest) = split(&page).expect("splits");
+        assert_eq!(records, [r#"{"_id":"a"}"#]);
+        assert_eq!(
+            rest,
+            r#"{"padding":null,"data":[],"hasNext":false,"nextQueryFilters":{"date":{"lte":5}}}"#
+        );
     }
 
     #[test]

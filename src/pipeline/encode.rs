@@ -40,6 +40,10 @@ use crate::status::TenantStatus;
 /// not keep the backfill's peak.
 pub const RETAIN_PAGE_BYTES: usize = 1 << 20;
 
+/// Records larger than this are skipped as malformed (counted and
+/// reported): the API's are a few kilobytes.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
 /// A page whose checkpoint waits for its last batch to be confirmed.
 struct AwaitedPage {
     ticket: u64,
@@ -558,6 +562,19 @@ pub(super) fn encode_records(
 ) {
     for range in ranges {
         let range = range.start - base..range.end - base;
+        if range.len() > MAX_RECORD_BYTES {
+            // Parsing it would cost its size again in simd-json's buffers,
+            // and its line as much once more; no real record comes close.
+            tally.bad += 1;
+            tally.first_problem.get_or_insert_with(|| {
+                format!(
+                    "a record of {} bytes, over the {} MiB limit",
+                    range.len(),
+                    MAX_RECORD_BYTES >> 20
+                )
+            });
+            continue;
+        }
         let parsed = parser.inspect_at(bytes, range, |root| {
             let record = root.as_object()?;
             if keep(&record) {

@@ -751,3 +751,59 @@ fn a_token_lifetime_beyond_any_clock_is_capped_not_a_crash() {
     // The token, then the page.
     assert!(requests.load(Ordering::SeqCst) >= 2, "{stderr}");
 }
+
+#[test]
+fn a_record_and_a_value_too_large_to_be_real_are_skipped_not_held() {
+    // One answer: 20 MiB of padding beside the records, a 20 MiB alert,
+    // and an ordinary one. The ordinary alert is delivered; the huge one
+    // is skipped as malformed and counted; the padding is never parsed.
+    let now = siem_agent::clock::now_ms();
+    let huge = format!(
+        r#"{{"_id":"huge","title":"{}","severityValue":2,"timestamp":{now},"entities":[]}}"#,
+        "x".repeat(20 << 20)
+    );
+    let normal = format!(
+        r#"{{"_id":"normal","title":"Normal","severityValue":2,"timestamp":{now},"entities":[]}}"#
+    );
+    let page = format!(
+        r#"{{"padding":"{}","data":[{huge},{normal}],"hasNext":false,"total":2}}"#,
+        "p".repeat(20 << 20)
+    );
+    let (port, _requests) = scripted_api(100, move |_, _| {
+        ("200 OK".to_owned(), String::new(), page.clone())
+    });
+    let dir = scratch("hostile-huge");
+    let out = dir.join("out.cef");
+    let url = format!("http://127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "run",
+        "--api-url",
+        &url,
+        "--token",
+        "t",
+        "--state-dir",
+        dir.join("state").to_str().expect("utf-8"),
+        "--data-types",
+        "alerts",
+        "--header",
+        "none",
+        "--once",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut child = spawn(&args, &out);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
+    assert!(status.success(), "{log}");
+    let text = std::fs::read_to_string(&out).expect("output");
+    assert_eq!(text.lines().count(), 1, "{log}");
+    assert!(text.contains("externalId=normal"));
+    assert!(log.contains("over the 16 MiB limit"), "{log}");
+}
