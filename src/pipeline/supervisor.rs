@@ -77,7 +77,7 @@ pub fn serve(plan: ServicePlan, mut control: Control) -> Result<RunSummary, RunE
     let store = CheckpointStore::open(&plan.state_dir)?;
     let registry = Arc::new(RwLock::new(Vec::new()));
     let _metrics = match plan.metrics_listen {
-        Some(address) => Some(spawn_metrics(address, Arc::clone(&registry))?),
+        Some(address) => Some(spawn_metrics(address, Arc::clone(&registry))?.0),
         None => None,
     };
     let mut supervisor = Supervisor {
