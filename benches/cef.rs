@@ -1,14 +1,25 @@
-//! Micro-benchmarks of the CEF hot path: escaping, encoding one record, and
-//! parsing plus encoding a realistic API page. `PERF.md` records the numbers
-//! and the targets; run with `cargo bench --bench cef`.
+//! Micro-benchmarks of the CEF hot path: escaping, encoding one record,
+//! parsing plus encoding a realistic API page parsed whole, and the same
+//! page on the path `run` takes (split, each record parsed where it lies,
+//! batches to a writer thread). `PERF.md` records the numbers and the
+//! targets; run with `cargo bench --bench cef`.
 
 use std::hint::black_box;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use siem_agent::cef::escape::{escape_extension, escape_header};
 use siem_agent::cef::{Encoder, Mapping};
+use siem_agent::data_type::DataType;
+use siem_agent::parse::page::SplitPage;
 use siem_agent::parse::Parser;
+use siem_agent::pipeline::encode::EncodeStage;
+use siem_agent::pipeline::fetch::{read_page, Page, PageBuffers, PageOrigin};
+use siem_agent::pipeline::writer::spawn_writer;
+use siem_agent::source::cas::cursor::Cursor;
+use siem_agent::status::TenantStatus;
 use siem_agent::syslog::{HeaderStyle, SyslogHeader};
 
 /// The first official sample's record (the activity the encode target names).
@@ -238,6 +249,60 @@ fn bench_parse_encode(c: &mut Criterion) {
     }
 }
 
+/// The page path `run` takes, with the real stage functions: the page is
+/// split (not parsed whole), its paging facts read, and each record parsed
+/// where it lies and encoded into a batch for a writer thread that hands
+/// every batch straight back (so the socket is not measured). One
+/// 100-record page of activities, a whole scan window.
+fn bench_real_page_path(c: &mut Criterion) {
+    let mut page = realistic_page();
+    // One page that ends its scan window: no next filter needed.
+    let tail = br#""hasNext":true"#;
+    if let Some(at) = page.windows(tail.len()).position(|w| w == tail) {
+        page.splice(at..at + tail.len(), br#""hasNext":false"#.iter().copied());
+    }
+    let sink = spawn_writer("bench-writer", |batches, returned, health| {
+        for batch in batches {
+            health.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            let _ = returned.send(batch);
+        }
+        Ok(())
+    })
+    .expect("writer thread");
+    let status = Arc::new(TenantStatus::new("bench", &[DataType::Activities]));
+    let mut stage = EncodeStage::new(encoder(), sink, status);
+    let cursor = Cursor::start(DataType::Activities, 1_700_000_000_000, 3_600_000);
+    let mut parser = Parser::new();
+    let mut bytes = Vec::new();
+    let mut split = SplitPage::default();
+    let (verdicts, verdicts_out) = crossbeam_channel::bounded(1);
+    let mut group = c.benchmark_group("parse_encode_page/records");
+    group.throughput(Throughput::Elements(PAGE_RECORDS as u64));
+    group.bench_function("real_path", |b| {
+        b.iter(|| {
+            bytes.clear();
+            bytes.extend_from_slice(black_box(&page));
+            let facts = read_page(&mut parser, &mut split, &bytes, &cursor).expect("a page");
+            let mut page = Page {
+                buffers: PageBuffers {
+                    bytes: std::mem::take(&mut bytes),
+                    split: std::mem::take(&mut split),
+                },
+                origin: PageOrigin::Cas(cursor.clone()),
+                facts,
+            };
+            stage.encode_page(&mut page, &verdicts).expect("encoded");
+            bytes = page.buffers.bytes;
+            split = page.buffers.split;
+            let _ = verdicts_out.try_recv();
+            stage
+                .collect(|_, _| Ok::<(), ()>(()))
+                .expect("nothing fails");
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -247,6 +312,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_escape, bench_encode, bench_parse_encode
+    targets = bench_escape, bench_encode, bench_parse_encode, bench_real_page_path
 }
 criterion_main!(benches);
