@@ -316,6 +316,7 @@ fn ours(
     let mut pool: Vec<Batch> = batches
         .iter()
         .map(|b| Batch {
+            lines: b.lines,
             bytes: b.bytes.clone(),
             ticket: if octets {
                 octet_counted_len(b)

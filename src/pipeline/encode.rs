@@ -222,6 +222,7 @@ impl EncodeStage {
                     }
                 },
             );
+            batch.lines = Some(tally.delivered as u64);
             batch
         };
         if !scanning {
@@ -314,6 +315,7 @@ impl EncodeStage {
             },
         );
         encoder.set_mapping(mapping);
+        batch.lines = Some(tally.delivered as u64);
         if let Some(error) = first_unplaced {
             tally.bad += unplaced;
             tally.first_problem.get_or_insert_with(|| error.to_string());

@@ -113,6 +113,7 @@ pub(super) fn encode_shared(
             .spawn_scoped(scope, move || {
                 for (index, piece, mut batch) in helper_work {
                     let tally = piece.encode(helper_parser, helper_encoder, &mut batch.bytes);
+                    batch.lines = Some(tally.delivered as u64);
                     if done_in.send((index, batch, tally)).is_err() {
                         return;
                     }
@@ -147,6 +148,7 @@ pub(super) fn encode_shared(
             }
             if let Ok((index, piece, mut batch)) = work.try_recv() {
                 let counts = piece.encode(parser, encoder, &mut batch.bytes);
+                batch.lines = Some(counts.delivered as u64);
                 window[index % SCAN_PIECES_AHEAD] = Some((batch, counts));
             } else {
                 // Every piece handed out is the helper's: wait for one. The

@@ -71,11 +71,7 @@ pub(super) fn spawn_metrics(
 }
 
 /// The event loop. Errors of one connection close that connection only.
-fn serve(
-    mut poll: Poll,
-    listener: TcpListener,
-    registry: &RwLock<Vec<Arc<TenantStatus>>>,
-) {
+fn serve(mut poll: Poll, listener: TcpListener, registry: &RwLock<Vec<Arc<TenantStatus>>>) {
     let mut events = Events::with_capacity(128);
     let mut connections: Vec<Option<Connection>> = Vec::new();
     loop {
@@ -274,22 +270,21 @@ mod tests {
         ))]));
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         let (_server, address) = spawn_metrics(any_port, registry).expect("serves");
-        let threads_before = std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .count();
+        let threads_before = std::fs::read_dir("/proc/self/task").expect("tasks").count();
         // Far more idle connections than the cap, none sending anything.
         let idle: Vec<std::net::TcpStream> = (0..3 * MAX_CONNECTIONS)
             .map(|_| std::net::TcpStream::connect(address).expect("connects"))
             .collect();
         let answer = get(address, "/metrics");
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-        assert!(answer.contains("siem_agent_records_fetched_total"), "{answer}");
+        assert!(
+            answer.contains("siem_agent_records_fetched_total"),
+            "{answer}"
+        );
         let health = get(address, "/healthz?x=1");
         assert!(health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"));
         assert!(get(address, "/nope").starts_with("HTTP/1.1 404"));
-        let threads_after = std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .count();
+        let threads_after = std::fs::read_dir("/proc/self/task").expect("tasks").count();
         // Other tests run threads of their own meanwhile: the bound is
         // loose, but a thread per connection would add 192.
         assert!(

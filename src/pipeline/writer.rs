@@ -119,9 +119,11 @@ impl SinkHandle {
         let mut batch = self.spare.pop().unwrap_or_else(|| Batch {
             bytes: Vec::with_capacity(BATCH_BYTES + BATCH_SLACK_BYTES),
             ticket: 0,
+            lines: None,
         });
         batch.bytes.clear();
         batch.ticket = 0;
+        batch.lines = None;
         batch
     }
 

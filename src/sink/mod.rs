@@ -58,6 +58,10 @@ pub struct Batch {
     /// The producer's tag for this batch (e.g. which checkpoint it
     /// completes); the writer hands it back untouched.
     pub ticket: u64,
+    /// How many lines `bytes` holds, when the producer counted them as it
+    /// wrote them (the encoder does); otherwise they are counted from the
+    /// bytes when the batch is confirmed.
+    pub lines: Option<u64>,
 }
 
 impl Batch {
@@ -67,12 +71,13 @@ impl Batch {
         Self {
             bytes: Vec::with_capacity(BATCH_BYTES + BATCH_SLACK_BYTES),
             ticket: 0,
+            lines: None,
         }
     }
 
-    /// Number of lines in the batch.
+    /// Number of lines in the batch: the producer's count, or counted.
     pub fn lines(&self) -> u64 {
-        line_count(&self.bytes)
+        self.lines.unwrap_or_else(|| line_count(&self.bytes))
     }
 }
 

@@ -401,9 +401,15 @@ impl Loop {
         let index = usize::try_from(seq.wrapping_sub(front.seq)).unwrap_or(usize::MAX);
         if let Some(pending) = self.pending.get_mut(index) {
             if end > pending.confirmed {
-                let newly = &pending.batch.bytes[pending.confirmed..end];
-                SinkHealth::count(&self.health.counters.confirmed, super::line_count(newly));
-                SinkHealth::count(&self.health.counters.confirmed_bytes, newly.len() as u64);
+                // Lines are counted once the batch is whole, from the
+                // encoder's count: no pass over the bytes.
+                if end == pending.batch.bytes.len() {
+                    SinkHealth::count(&self.health.counters.confirmed, pending.batch.lines());
+                }
+                SinkHealth::count(
+                    &self.health.counters.confirmed_bytes,
+                    (end - pending.confirmed) as u64,
+                );
                 pending.confirmed = end;
                 // Lines got through on this connection: it works, and the
                 // next failure starts the backoff over.

@@ -70,7 +70,12 @@ impl Running {
             .counters
             .queued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        feed.send(Batch { bytes, ticket }).expect("the writer runs");
+        feed.send(Batch {
+            bytes,
+            ticket,
+            lines: Some(lines.len() as u64),
+        })
+        .expect("the writer runs");
     }
 
     /// The next batch the writer confirmed.

@@ -48,11 +48,15 @@ impl Loop {
                     return Ok(());
                 }
                 Err(e) => {
-                    self.udp_failing = true;
                     SinkHealth::count(&self.health.counters.dropped, 1);
-                    if self
-                        .health
-                        .set(LinkState::SendError, Some(format!("UDP: {e}")))
+                    // The error is formatted for the status (and logged)
+                    // once per run of failures, not for every datagram.
+                    let first = !self.udp_failing;
+                    self.udp_failing = true;
+                    if first
+                        && self
+                            .health
+                            .set(LinkState::SendError, Some(format!("UDP: {e}")))
                     {
                         tracing::warn!(
                             "{}: syslog: {}: {}: {e}; UDP datagrams are being lost",
