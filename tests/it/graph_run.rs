@@ -491,3 +491,30 @@ fn a_secret_that_goes_bad_mid_run_is_reported_and_a_fixed_one_resumes() {
     let ids = delivered(&[out]);
     assert!(ids.values().all(|&n| n == 1), "a row delivered twice");
 }
+
+#[test]
+fn a_millisecond_with_more_rows_than_a_page_is_asked_for_alone_and_lost_nowhere() {
+    // Every 200th row starts a burst of 50 rows in one millisecond; a
+    // query takes 20 rows: a crowded millisecond is asked for alone with
+    // the largest take, and every row arrives once.
+    let mut config = graph_simulator(Duration::from_secs(600), 600);
+    config.activities.burst_every = 200;
+    config.activities.burst_size = 50;
+    let events = config.activities.clone();
+    let sim = Simulator::start(config.clone()).expect("starts");
+    let dir = scratch("graph-burst");
+    let args = with(
+        graph_args(&sim, &config, &dir, "cloud-app-events"),
+        &["--cloud-app-events-page-size", "20", "--once"],
+    );
+    let from = now_ms() - 3_600_000;
+    let before = now_ms();
+    let out = dir.join("out.cef");
+    success(&args, &out, Duration::from_secs(240));
+    let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
+    assert!(!log.contains("may be missed"), "{log}");
+    let ids = delivered(&[out]);
+    let expected = event_ids(&events, from, before);
+    assert!(expected.len() > 5_000, "{}", expected.len());
+    assert_once(&ids, &expected, "cloud-app-events");
+}

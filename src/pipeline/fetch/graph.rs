@@ -8,7 +8,10 @@
 //!   rows of its window (the query sorts by time before it takes), so the
 //!   rows before the latest one's time are complete: they are used, and
 //!   the window is asked again from that time. Every request brings a full
-//!   page, which is what a backfill under the 45-calls-a-minute limit needs;
+//!   page, which is what a backfill under the 45-calls-a-minute limit needs.
+//!   A millisecond whose rows alone fill the answer is asked for alone with
+//!   the largest `take` (100,000); only more rows than that in one
+//!   millisecond can be missed, and the log says so;
 //! - an alerts page with a next link (or a full one) says nothing about
 //!   which alerts are missing, and `$skip` shifts when alerts change
 //!   between pages: its window is split in two and the halves asked for
@@ -32,7 +35,7 @@ use crate::parse::Parser;
 use crate::source::graph::client::{Call, GraphClient, GraphError};
 use crate::source::graph::record::GraphSource;
 use crate::source::graph::request::{
-    alerts_url, hunting_body, HUNTING_PATH, MAX_ALERTS_PAGE, NEXT_LINK,
+    alerts_url, hunting_body, HUNTING_PATH, MAX_ALERTS_PAGE, MAX_HUNTING_ROWS, NEXT_LINK,
 };
 use crate::source::graph::window::{Step, WindowPlan, WindowWalk};
 use crate::source::{GraphPosition, Position};
@@ -62,6 +65,9 @@ pub(in crate::pipeline) struct GraphStream {
     pub(in crate::pipeline) walk: Option<WindowWalk>,
     /// The next page of a one-millisecond window's alerts.
     pub(in crate::pipeline) next_link: Option<String>,
+    /// A millisecond whose rows filled a whole answer: it is asked for
+    /// alone with the largest `take` hunting allows.
+    pub(in crate::pipeline) crowded: Option<i64>,
 }
 
 impl GraphStream {
@@ -71,6 +77,7 @@ impl GraphStream {
             position,
             walk: None,
             next_link: None,
+            crowded: None,
         }
     }
 }
@@ -126,6 +133,9 @@ impl FetchLoop {
         };
         let take = match source {
             GraphSource::Alerts(_) => MAX_ALERTS_PAGE,
+            GraphSource::Events if stream.crowded == Some(window.from) && window.span() == 1 => {
+                MAX_HUNTING_ROWS
+            }
             GraphSource::Events => graph.hunting_rows,
         };
         let fetched = match (&stream.next_link, source) {
@@ -221,6 +231,21 @@ impl FetchLoop {
             );
             until = match latest {
                 Some(latest) if latest > window.from => latest,
+                // Every row at the window's first millisecond: more may
+                // share it. That millisecond alone is asked for again with
+                // the largest take, then the rest of the window.
+                _ if take < MAX_HUNTING_ROWS && stream.crowded != Some(window.from) => {
+                    *spare_split = split;
+                    stream.crowded = Some(window.from);
+                    walk.cut(window, window.from + 1)
+                        .map_err(|e| failed(format!("internal error: {e}")))?;
+                    return Ok(Stepped {
+                        delivered: 0,
+                        pages: 0,
+                        caught_up: false,
+                        wait: Duration::ZERO,
+                    });
+                }
                 _ => {
                     warn!(
                         "{tenant}: {}: {rows} rows in the single millisecond {} fill a whole \

@@ -227,6 +227,27 @@ impl WindowWalk {
         Ok(())
     }
 
+    /// Asks for `window` in two parts cut at `at` (`from < at < to`), the
+    /// earlier first: for a part that needs a request of its own (a
+    /// millisecond crowded with more rows than a page). False when `at` is
+    /// not inside the window.
+    pub fn cut(&mut self, window: Window, at: i64) -> Result<bool, WindowError> {
+        self.expect(window)?;
+        if at <= window.from || at >= window.to {
+            return Ok(false);
+        }
+        self.pending.pop();
+        self.pending.push(Window {
+            from: at,
+            to: window.to,
+        });
+        self.pending.push(Window {
+            from: window.from,
+            to: at,
+        });
+        Ok(true)
+    }
+
     /// `window` was answered up to `until` only (a hunting result cut at
     /// its `take` holds the earliest rows: everything before its last
     /// row's time is complete) and the cursor closed over `[from,
