@@ -20,7 +20,7 @@ use tracing::warn;
 
 use super::checkpointer::CheckpointSaver;
 use super::fetch::{Page, PageBuffers, PageOrigin, Verdict};
-use super::helper::{encode_shared, SCAN_CHUNK_RECORDS};
+use super::helper::{encode_shared, Helper, SCAN_CHUNK_RECORDS};
 use super::writer::{SinkHandle, MIN_BUFFER_BYTES};
 use super::RunError;
 use crate::cef::{Encoder, Mapping};
@@ -64,13 +64,6 @@ pub enum PageFailure {
     Abandoned,
 }
 
-/// What a second thread needs of its own to share a scan page's records
-/// with the encoding thread.
-pub(super) struct Helper {
-    pub(super) parser: Parser,
-    pub(super) encoder: Encoder,
-}
-
 /// Encoding pages into batches for one writer: the parsers and encoders of
 /// both encoding threads, the writer's handle, and the pages whose batches
 /// the writer has not confirmed yet.
@@ -98,10 +91,7 @@ impl EncodeStage {
         Self {
             status,
             sink,
-            helper: Helper {
-                parser: Parser::new(),
-                encoder: encoder.clone(),
-            },
+            helper: Helper::new(encoder.clone()),
             encoder,
             parser: Parser::new(),
             awaiting: VecDeque::new(),
@@ -195,8 +185,9 @@ impl EncodeStage {
             // Every record of a scan page is new: no cursor walk, and the
             // records can be shared with the helper thread.
             encode_shared(
-                [&mut *parser, &mut helper.parser],
-                [&mut *encoder, &mut helper.encoder],
+                parser,
+                encoder,
+                helper,
                 sink,
                 bytes,
                 &split.records,

@@ -1,8 +1,8 @@
 //! The agent's threads and channels: the one module that spawns threads and
 //! makes channels, so the data flow is all here, one file per thread role.
 //!
-//! Each tenant runs four long-lived threads, and a fifth while it encodes a
-//! backfill page:
+//! Each tenant runs four long-lived threads, and a fifth, the encode
+//! thread's helper, from its first scan page on:
 //!
 //! ```text
 //!  fetch ──page (hand-over)──▶ encode ──batches (8)──▶ writer ──▶ receiver

@@ -382,32 +382,25 @@ fn a_page_costs_the_same_allocations_whatever_its_record_count() {
          {SCAN_CHUNK_RECORDS} records {one_thread_large:?}"
     );
     // Pages shared with the helper thread, in whole pieces (at most as many
-    // as the pool keeps spare batches). The helper and its two channels are
-    // made anew for each page, and when this thread has to wait for the
-    // helper, crossbeam allocates the channel's list of waiters: up to two
-    // allocations a page that depend on timing, not on the page. (Issue 18
-    // replaces the helper started per page.) So the fewest are compared,
-    // and the spread is bounded; one allocation per piece would add at
-    // least four to every pass of the larger page.
+    // as the pool keeps spare batches). The helper lives as long as the
+    // stage and the piece buffers come back for the next page, so the
+    // steady state costs nothing; when this thread has to wait for the
+    // helper, crossbeam may allocate the channel's list of waiters (up to
+    // two allocations a page that depend on timing, not on the page). So
+    // the fewest are compared, and the spread is bounded; one allocation
+    // per piece would add at least three to every pass.
     let (shared_small, small_most) = path.steady_cost(3 * SCAN_CHUNK_RECORDS as u64);
     let (shared_large, large_most) = path.steady_cost(7 * SCAN_CHUNK_RECORDS as u64);
     assert_eq!(
-        shared_small, shared_large,
-        "allocations per shared page grow with its records: 3 pieces {shared_small}, \
-         7 pieces {shared_large}"
+        (one_thread_small.0, shared_small, shared_large),
+        (0, 0, 0),
+        "allocations per page in the steady state: one thread {one_thread_small:?}, \
+         3 pieces {shared_small}-{small_most}, 7 pieces {shared_large}-{large_most}"
     );
     assert!(
-        small_most <= shared_small + 2 && large_most <= shared_large + 2,
+        small_most <= 2 && large_most <= 2,
         "more than the waits explain: 3 pieces {shared_small}-{small_most}, \
          7 pieces {shared_large}-{large_most}"
-    );
-    assert!(
-        one_thread_small.1 < 20,
-        "{one_thread_small:?} allocations for one page"
-    );
-    assert!(
-        shared_small < 40,
-        "{shared_small} allocations for a shared page"
     );
 }
 
