@@ -4,7 +4,7 @@
 //! docs](super) for when it waits for the encoder's verdict).
 //!
 //! The legacy API's steps are here; Microsoft Graph's, which walk time
-//! windows instead of paging, are in [`graph`]. [`read_page`] is the part
+//! windows instead of paging, are in `graph.rs` beside it. [`read_page`] is the part
 //! a test can drive without a network: split a body and read its paging
 //! facts.
 
