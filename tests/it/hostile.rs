@@ -349,6 +349,19 @@ fn an_alert_without_an_id_is_delivered_once_however_often_it_is_listed() {
         )
     });
     let dir = scratch("hostile-no-id");
+    let (text, _) = tail_alerts(&dir, port, &requests);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("No id"), "{text}");
+}
+
+/// Runs the agent tailing alerts from a scripted API on `port` (50 ms
+/// polls, no request limit) until it has made six requests, then stops it
+/// with SIGTERM; its output and the output file (the log beside it).
+fn tail_alerts(
+    dir: &std::path::Path,
+    port: u16,
+    requests: &AtomicUsize,
+) -> (String, std::path::PathBuf) {
     let url = format!("http://127.0.0.1:{port}");
     let args: Vec<String> = [
         "run",
@@ -378,8 +391,23 @@ fn an_alert_without_an_id_is_delivered_once_however_often_it_is_listed() {
     }
     terminate(child);
     let text = std::fs::read_to_string(&out).expect("output");
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(text.contains("No id"), "{text}");
+    (text, out)
+}
+
+/// Waits (at most a minute) for `child` to exit; its status.
+fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// SIGTERM, then waits (at most a minute) for a clean exit.
@@ -389,18 +417,8 @@ fn terminate(mut child: std::process::Child) {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "{status:?}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the agent ignored SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = wait_exit(&mut child, "the agent ignored SIGTERM");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -448,14 +466,7 @@ fn an_api_repeating_one_page_with_has_next_stops_with_a_clear_error() {
     .map(str::to_owned)
     .to_vec();
     let mut child = spawn(&args, &out);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "--once never ended");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, "--once never ended");
     let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
     assert_eq!(status.code(), Some(75), "{log}");
     assert!(log.contains("does not move the cursor"), "{log}");
@@ -627,35 +638,7 @@ fn an_alert_dated_far_ahead_does_not_carry_the_cursor_past_todays_alerts() {
         )
     });
     let dir = scratch("hostile-ahead");
-    let url = format!("http://127.0.0.1:{port}");
-    let args: Vec<String> = [
-        "run",
-        "--api-url",
-        &url,
-        "--token",
-        "t",
-        "--state-dir",
-        dir.join("state").to_str().expect("utf-8"),
-        "--data-types",
-        "alerts",
-        "--requests-per-minute",
-        "0",
-        "--poll-interval",
-        "50ms",
-        "--header",
-        "none",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let out = dir.join("out.cef");
-    let child = spawn(&args, &out);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while requests.load(Ordering::SeqCst) < 6 {
-        assert!(Instant::now() < deadline, "the agent stopped polling");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    terminate(child);
-    let text = std::fs::read_to_string(&out).expect("output");
+    let (text, out) = tail_alerts(&dir, port, &requests);
     assert_eq!(text.matches("externalId=from-2100").count(), 1, "{text}");
     let current = text.matches("externalId=now-").count();
     assert!(
@@ -792,14 +775,7 @@ fn a_record_and_a_value_too_large_to_be_real_are_skipped_not_held() {
     .map(str::to_owned)
     .to_vec();
     let mut child = spawn(&args, &out);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, "did not finish");
     let log = std::fs::read_to_string(out.with_extension("err")).expect("log");
     assert!(status.success(), "{log}");
     let text = std::fs::read_to_string(&out).expect("output");
