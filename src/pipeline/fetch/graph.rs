@@ -166,12 +166,7 @@ impl FetchLoop {
             Ok(()) => {}
             Err(GraphError::Split { wait }) => {
                 if stream.next_link.is_none() && walk.split(window).unwrap_or(false) {
-                    return Ok(Stepped {
-                        delivered: 0,
-                        pages: 0,
-                        caught_up: false,
-                        wait,
-                    });
+                    return Ok(Stepped::again(wait));
                 }
                 return Err(failed(format!(
                     "Graph cannot answer for the single millisecond {}: too heavy even alone",
@@ -239,12 +234,7 @@ impl FetchLoop {
                     stream.crowded = Some(window.from);
                     walk.cut(window, window.from + 1)
                         .map_err(|e| failed(format!("internal error: {e}")))?;
-                    return Ok(Stepped {
-                        delivered: 0,
-                        pages: 0,
-                        caught_up: false,
-                        wait: Duration::ZERO,
-                    });
+                    return Ok(Stepped::again(Duration::ZERO));
                 }
                 _ => {
                     warn!(
@@ -268,12 +258,7 @@ impl FetchLoop {
                 .stats()
                 .splits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(Stepped {
-                delivered: 0,
-                pages: 0,
-                caught_up: false,
-                wait: Duration::ZERO,
-            });
+            return Ok(Stepped::again(Duration::ZERO));
         }
         // A hunting result has no next page; an alerts page does until the
         // window's last.
@@ -328,10 +313,8 @@ impl FetchLoop {
 /// Every settled window has been asked for: wait for the next poll.
 fn caught_up() -> Stepped {
     Stepped {
-        delivered: 0,
-        pages: 0,
         caught_up: true,
-        wait: Duration::ZERO,
+        ..Stepped::again(Duration::ZERO)
     }
 }
 

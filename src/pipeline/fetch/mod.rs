@@ -210,6 +210,19 @@ pub(super) struct Stepped {
     wait: Duration,
 }
 
+impl Stepped {
+    /// Nothing handed on yet (a window split, or to be asked again): the
+    /// data type goes on after `wait`.
+    fn again(wait: Duration) -> Self {
+        Self {
+            delivered: 0,
+            pages: 0,
+            caught_up: false,
+            wait,
+        }
+    }
+}
+
 /// Why a request of a data type achieved nothing.
 pub(super) enum StepFailure {
     /// The agent is shutting down.
