@@ -261,10 +261,10 @@ fn bench_real_page_path(c: &mut Criterion) {
     if let Some(at) = page.windows(tail.len()).position(|w| w == tail) {
         page.splice(at..at + tail.len(), br#""hasNext":false"#.iter().copied());
     }
-    let sink = spawn_writer("bench-writer", |batches, returned, health| {
+    let sink = spawn_writer("bench-writer", |batches, mut returned, health| {
         for batch in batches {
             health.counters.queued.fetch_sub(1, Ordering::Relaxed);
-            let _ = returned.send(batch);
+            returned.send(batch);
         }
         Ok(())
     })

@@ -5,6 +5,8 @@
 // Each bench binary includes this module and uses part of it.
 #![allow(dead_code)]
 
+pub(crate) mod harness;
+
 use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::time::Duration;

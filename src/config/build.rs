@@ -129,6 +129,8 @@ pub struct ReplayPlan {
     pub encoder: Encoder,
     /// Where the lines go.
     pub destination: Destination,
+    /// Threads that parse and encode NDJSON input (1: this thread alone).
+    pub threads: usize,
 }
 
 impl FormatOptions {
@@ -276,6 +278,10 @@ impl ReplayArgs {
             inputs,
             encoder: self.format.build()?,
             destination: self.syslog.build()?,
+            threads: match self.threads {
+                Some(threads) => usize::from(threads),
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
         })
     }
 }

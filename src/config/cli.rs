@@ -470,6 +470,11 @@ pub struct ReplayArgs {
     /// Where the lines go (stdout unless a syslog host is given).
     #[command(flatten)]
     pub syslog: SyslogOptions,
+    /// Threads that parse and encode NDJSON input, 1-256; the lines come
+    /// out in input order whatever the number [default: the cores
+    /// available].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 /// Options that shape each CEF line, shared by every command that emits

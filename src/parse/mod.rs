@@ -201,6 +201,62 @@ impl Parser {
     }
 }
 
+impl Parser {
+    /// Parses each line of `block` (whole NDJSON lines; the last may lack
+    /// its LF) as [`InputReader`] parses NDJSON: a blank line is skipped, a
+    /// line that is not JSON is one problem. Records and problems go to
+    /// `on_item` in order, their lines numbered from `first_line`. Returns
+    /// how many lines the block holds. Replay's helper threads read their
+    /// pieces of a file this way.
+    pub fn parse_lines<F>(
+        &mut self,
+        block: &mut [u8],
+        first_line: usize,
+        stats: &mut InputStats,
+        mut on_item: F,
+    ) -> usize
+    where
+        F: FnMut(Item<'_, '_, '_>),
+    {
+        let mut start = 0;
+        let mut lines = 0;
+        while start < block.len() {
+            let end =
+                memchr::memchr(b'\n', &block[start..]).map_or(block.len(), |at| start + at + 1);
+            let line_number = first_line + lines;
+            lines += 1;
+            stats.bytes += (end - start) as u64;
+            let line = &mut block[start..end];
+            start = end;
+            if is_blank(line) {
+                continue;
+            }
+            let parsed = self.parse_document(line, |result| {
+                deliver(result, line_number, stats, &mut on_item)
+            });
+            if let Err((error, _)) = parsed {
+                stats.problems += 1;
+                on_item(Item::Problem(Problem {
+                    location: Location {
+                        line: line_number,
+                        record: None,
+                    },
+                    error,
+                }));
+            }
+        }
+        lines
+    }
+
+    /// Whether an input whose first non-blank line is `line` is NDJSON
+    /// (as [`InputReader::read`] decides): the line is JSON on its own, or
+    /// it is not but leaves no object or array open. Parses a copy.
+    pub fn starts_ndjson(&mut self, line: &[u8]) -> bool {
+        let mut copy = line.to_vec();
+        self.parse_document(&mut copy, |_| {}).is_ok() || !opens_a_document(line)
+    }
+}
+
 /// Calls `on_record` for each record of a parsed document.
 fn walk_document<F>(root: Value<'_, '_>, on_record: &mut F)
 where

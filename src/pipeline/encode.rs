@@ -20,7 +20,7 @@ use tracing::warn;
 
 use super::checkpointer::CheckpointSaver;
 use super::fetch::{Page, PageBuffers, PageOrigin, Verdict};
-use super::helper::{encode_shared, Helper, SCAN_CHUNK_RECORDS};
+use super::helper::{encode_shared, Helpers, RecordPiece, SCAN_CHUNK_RECORDS};
 use super::writer::{SinkHandle, MIN_BUFFER_BYTES};
 use super::RunError;
 use crate::cef::{Encoder, Mapping};
@@ -43,6 +43,9 @@ pub const RETAIN_PAGE_BYTES: usize = 1 << 20;
 /// Records larger than this are skipped as malformed (counted and
 /// reported): the API's are a few kilobytes.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
+/// Helper threads sharing a tenant's scan pages: one, so that parsing and
+/// encoding take two cores, beside the fetch and writer threads.
+const SCAN_HELPERS: usize = 1;
 
 /// A page whose checkpoint waits for its last batch to be confirmed.
 struct AwaitedPage {
@@ -72,8 +75,8 @@ pub struct EncodeStage {
     sink: SinkHandle,
     encoder: Encoder,
     parser: Parser,
-    /// The second thread's parser and encoder for scan pages.
-    helper: Helper,
+    /// The helper thread that shares scan pages.
+    helper: Helpers<RecordPiece>,
     /// Oldest first.
     awaiting: VecDeque<AwaitedPage>,
     next_ticket: u64,
@@ -88,10 +91,15 @@ impl EncodeStage {
     /// A stage encoding with `encoder` into `sink`, counting into
     /// `status`.
     pub fn new(encoder: Encoder, sink: SinkHandle, status: Arc<TenantStatus>) -> Self {
+        let helper = Helpers::new(
+            encoder.clone(),
+            SCAN_HELPERS,
+            &format!("encode-{}", status.tenant),
+        );
         Self {
             status,
             sink,
-            helper: Helper::new(encoder.clone()),
+            helper,
             encoder,
             parser: Parser::new(),
             awaiting: VecDeque::new(),

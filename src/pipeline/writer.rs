@@ -1,17 +1,18 @@
 //! The writer thread ([`crate::sink`] does the writing) and the encoder's
-//! handle on it: the batch channel, the channel of confirmed batches, and a
-//! pool of empty batches so that steady state does not allocate them.
+//! handle on it: the batch channel, the way back for confirmed batches
+//! (both bounded), and a pool of empty batches so that steady state does
+//! not allocate them.
 
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::sink::{
-    Batch, Destination, Feed, SinkError, SinkHealth, SyslogWriter, WriterStopped, BATCH_BYTES,
-    BATCH_SLACK_BYTES,
+    Batch, Destination, Feed, Returned, Returns, SinkError, SinkHealth, SyslogWriter,
+    WriterStopped, BATCH_BYTES, BATCH_SLACK_BYTES,
 };
 
 /// Batches waiting in the channel to the writer.
@@ -22,7 +23,7 @@ pub const MIN_BUFFER_BYTES: usize = 16 << 10;
 /// The running writer thread and both ends the producer uses.
 pub struct SinkHandle {
     feed: Option<Feed>,
-    returned: Receiver<Batch>,
+    returned: Returned,
     thread: Option<JoinHandle<Result<(), SinkError>>>,
     /// The writer's state and counters.
     pub health: Arc<SinkHealth>,
@@ -63,9 +64,7 @@ pub fn spawn_sink(destination: Destination, label: &str) -> Result<SinkHandle, S
 /// for stdout; tests and benchmarks use it to stand in for a receiver.
 pub fn spawn_writer<W>(name: &str, write: W) -> Result<SinkHandle, SinkError>
 where
-    W: FnOnce(Receiver<Batch>, Sender<Batch>, &SinkHealth) -> Result<(), SinkError>
-        + Send
-        + 'static,
+    W: FnOnce(Receiver<Batch>, Returns, &SinkHealth) -> Result<(), SinkError> + Send + 'static,
 {
     start(name, Arc::new(SinkHealth::default()), None, write)
 }
@@ -79,12 +78,10 @@ fn start<W>(
     write: W,
 ) -> Result<SinkHandle, SinkError>
 where
-    W: FnOnce(Receiver<Batch>, Sender<Batch>, &SinkHealth) -> Result<(), SinkError>
-        + Send
-        + 'static,
+    W: FnOnce(Receiver<Batch>, Returns, &SinkHealth) -> Result<(), SinkError> + Send + 'static,
 {
     let (batches_in, batches_out) = crossbeam_channel::bounded(SINK_CHANNEL_BATCHES);
-    let (returned_in, returned) = crossbeam_channel::unbounded();
+    let (returned_in, returned) = crate::sink::returns::returns();
     let thread_health = Arc::clone(&health);
     let thread = std::thread::Builder::new()
         .name(name.to_owned())
@@ -109,7 +106,7 @@ impl SinkHandle {
     /// (5% of the encode thread in `perf`).
     pub fn batch(&mut self) -> Batch {
         if self.spare.is_empty() {
-            while let Ok(batch) = self.returned.try_recv() {
+            while let Ok(batch) = self.returned.channel().try_recv() {
                 if batch.ticket != 0 {
                     self.confirmed.push(batch.ticket);
                 }
@@ -180,7 +177,7 @@ impl SinkHandle {
 
     /// Batches the writer has confirmed.
     pub fn returned(&self) -> &Receiver<Batch> {
-        &self.returned
+        self.returned.channel()
     }
 
     /// Closes the channel and waits until the writer has confirmed
@@ -192,7 +189,48 @@ impl SinkHandle {
             Some(thread) => thread.join().unwrap_or(Err(SinkError::Panicked)),
             None => Ok(()),
         };
-        let returned = self.returned.try_iter().collect();
-        result.map(|()| returned)
+        result.map(|()| self.returned.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::returns::RETURNED_BATCHES;
+    use std::time::Duration;
+
+    #[test]
+    fn a_producer_that_does_not_take_back_batches_never_stalls_the_writer() {
+        let batches = 10 * RETURNED_BATCHES as u64;
+        let (done, finished) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let mut sink = spawn_writer("test-writer", |batches, mut returned, health| {
+                for batch in batches {
+                    health.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    returned.send(batch);
+                }
+                Ok(())
+            })
+            .expect("writer thread");
+            for ticket in 1..=batches {
+                let mut batch = Batch::new();
+                batch.ticket = ticket;
+                batch.lines = Some(0);
+                sink.send(batch).expect("the writer runs");
+            }
+            let tickets: Vec<u64> = sink
+                .finish()
+                .expect("the writer ends well")
+                .iter()
+                .map(|b| b.ticket)
+                .collect();
+            let _ = done.send(tickets);
+        });
+        // A writer blocked on the way back would leave the producer blocked
+        // on the way there: bounded waiting turns that hang into a failure.
+        let tickets = finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the producer and the writer finished");
+        assert_eq!(tickets, (1..=batches).collect::<Vec<_>>());
     }
 }

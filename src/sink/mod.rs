@@ -19,6 +19,7 @@
 
 pub mod outq;
 pub mod relp;
+pub mod returns;
 pub mod tls;
 mod writer;
 
@@ -27,9 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, SendError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendError, Sender};
 use parking_lot::Mutex;
 
+pub use returns::{Returned, Returns};
 pub use writer::SyslogWriter;
 
 use crate::syslog::Framing;
@@ -361,12 +363,26 @@ impl Drop for Feed {
 /// Ends when the channel closes, or with the first write error.
 pub fn write_stdout(
     batches: Receiver<Batch>,
-    confirmed: Sender<Batch>,
+    mut confirmed: Returns,
     out: &mut dyn Write,
     health: &SinkHealth,
 ) -> Result<(), SinkError> {
     health.set(LinkState::Connected, None);
-    for batch in batches {
+    loop {
+        // Batches waiting for room on the way back are looked at again
+        // soon, so their tickets do not wait for the next batch.
+        let next = if confirmed.waiting() {
+            match batches.recv_timeout(returns::RETRY_RETURNS) {
+                Err(RecvTimeoutError::Timeout) => {
+                    confirmed.flush();
+                    continue;
+                }
+                next => next.ok(),
+            }
+        } else {
+            batches.recv().ok()
+        };
+        let Some(batch) = next else { break };
         health.counters.queued.fetch_sub(1, Ordering::Relaxed);
         if let Err(error) = out.write_all(&batch.bytes).and_then(|()| out.flush()) {
             return Err(if error.kind() == io::ErrorKind::BrokenPipe {
@@ -377,8 +393,7 @@ pub fn write_stdout(
         }
         SinkHealth::count(&health.counters.confirmed, batch.lines());
         SinkHealth::count(&health.counters.confirmed_bytes, batch.bytes.len() as u64);
-        // The producer may have stopped listening; the batch is then done.
-        let _ = confirmed.send(batch);
+        confirmed.send(batch);
     }
     Ok(())
 }

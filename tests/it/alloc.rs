@@ -7,7 +7,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,7 @@ struct CountingAllocator;
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        count_for_thread();
         // SAFETY: same layout the caller gave us, per the trait contract.
         unsafe { System.alloc(layout) }
     }
@@ -50,6 +51,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        count_for_thread();
         // SAFETY: `ptr`/`layout` came from this allocator, i.e. from System.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -57,6 +59,53 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Threads counted one by one, so that a test can read the counts of
+/// threads it did not start (a pipeline's) by their Linux thread ids; the
+/// threads past this many share the last slot, which has no id.
+const THREAD_SLOTS: usize = 8192;
+static THREAD_ALLOCATIONS: [AtomicU64; THREAD_SLOTS] = [const { AtomicU64::new(0) }; THREAD_SLOTS];
+static THREAD_IDS: [AtomicI32; THREAD_SLOTS] = [const { AtomicI32::new(0) }; THREAD_SLOTS];
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Counts one allocation in this thread's slot, taking a slot on the
+/// thread's first allocation. Neither allocates: `gettid` is a system call,
+/// and the thread-local has a `const` initialiser and no destructor.
+fn count_for_thread() {
+    let slot = SLOT.with(|slot| {
+        if slot.get() == usize::MAX {
+            let taken = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+            if taken < THREAD_SLOTS - 1 {
+                // SAFETY: gettid has no preconditions and cannot fail.
+                THREAD_IDS[taken].store(unsafe { libc::gettid() }, Ordering::Relaxed);
+                slot.set(taken);
+            } else {
+                slot.set(THREAD_SLOTS - 1);
+            }
+        }
+        slot.get()
+    });
+    THREAD_ALLOCATIONS[slot].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Allocations so far of each thread that has allocated, by Linux thread
+/// id.
+pub(crate) fn allocations_by_thread() -> std::collections::HashMap<i32, u64> {
+    let taken = NEXT_SLOT.load(Ordering::Relaxed).min(THREAD_SLOTS - 1);
+    (0..taken)
+        .map(|slot| {
+            (
+                THREAD_IDS[slot].load(Ordering::Relaxed),
+                THREAD_ALLOCATIONS[slot].load(Ordering::Relaxed),
+            )
+        })
+        .filter(|&(tid, _)| tid != 0)
+        .collect()
+}
 
 fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
@@ -273,7 +322,7 @@ struct PagePath {
 impl PagePath {
     fn new() -> Self {
         let (release, released) = crossbeam_channel::unbounded::<()>();
-        let sink = spawn_writer("alloc-writer", move |batches, returned, health| {
+        let sink = spawn_writer("alloc-writer", move |batches, mut returned, health| {
             let mut held = Vec::new();
             loop {
                 crossbeam_channel::select! {
@@ -286,7 +335,7 @@ impl PagePath {
                     },
                     recv(released) -> _ => {
                         for batch in held.drain(..) {
-                            let _ = returned.send(batch);
+                            returned.send(batch);
                         }
                     }
                 }

@@ -23,12 +23,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use mio::{Events, Poll, Token, Waker};
 
+use super::returns::RETRY_RETURNS;
 use super::{
-    Batch, Protocol, SinkError, SinkHealth, SinkPlan, MAX_UNCONFIRMED_BYTES, RECONNECT_BASE,
-    RECONNECT_MAX,
+    Batch, Protocol, Returns, SinkError, SinkHealth, SinkPlan, MAX_UNCONFIRMED_BYTES,
+    RECONNECT_BASE, RECONNECT_MAX,
 };
 use crate::retry::Backoff;
 
@@ -92,7 +93,7 @@ impl SyslogWriter {
     /// everything taken from it is confirmed; each batch goes back on
     /// `confirmed` once all its lines are. Connection failures are retried
     /// forever; only a failure of the event loop itself ends the run early.
-    pub fn run(self, batches: Receiver<Batch>, confirmed: Sender<Batch>) -> Result<(), SinkError> {
+    pub fn run(self, batches: Receiver<Batch>, confirmed: Returns) -> Result<(), SinkError> {
         let mut state = Loop {
             label: self.label,
             plan: self.plan,
@@ -187,7 +188,7 @@ struct Loop {
     health: Arc<SinkHealth>,
     label: String,
     batches: Receiver<Batch>,
-    confirmed: Sender<Batch>,
+    confirmed: Returns,
     pending: VecDeque<Pending>,
     next_seq: u64,
     /// Bytes of all pending batches.
@@ -246,7 +247,12 @@ impl Loop {
             if done || room {
                 continue;
             }
-            let timeout = self.timeout();
+            self.confirmed.flush();
+            let mut timeout = self.timeout();
+            if self.confirmed.waiting() {
+                // Batches wait for room on the way back: look again soon.
+                timeout = Some(timeout.map_or(RETRY_RETURNS, |t| t.min(RETRY_RETURNS)));
+            }
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() != io::ErrorKind::Interrupted {
                     return Err(SinkError::Poll(error));
@@ -431,8 +437,7 @@ impl Loop {
         {
             if let Some(done) = self.pending.pop_front() {
                 self.pending_bytes -= done.batch.bytes.len();
-                // The producer may have stopped listening; the batch is then done.
-                let _ = self.confirmed.send(done.batch);
+                self.confirmed.send(done.batch);
             }
         }
     }

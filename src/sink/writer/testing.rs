@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crate::sink::Returned;
 
 use super::SyslogWriter;
 use crate::sink::{Batch, Feed, LinkState, Protocol, SinkError, SinkHealth, SinkPlan};
@@ -36,7 +36,7 @@ pub(super) fn plan(protocol: Protocol, port: u16, framing: Framing) -> SinkPlan 
 /// A writer thread and the test's ends of its channels.
 pub(super) struct Running {
     feed: Option<Feed>,
-    returned: Receiver<Batch>,
+    returned: Returned,
     pub(super) health: Arc<SinkHealth>,
     thread: Option<JoinHandle<Result<(), SinkError>>>,
 }
@@ -47,7 +47,7 @@ impl Running {
         let health = Arc::new(SinkHealth::default());
         let writer = SyslogWriter::new(plan, Arc::clone(&health), "test").expect("event loop");
         let (batches_in, batches_out) = crossbeam_channel::bounded(8);
-        let (returned_in, returned) = crossbeam_channel::unbounded();
+        let (returned_in, returned) = crate::sink::returns::returns();
         let feed = Feed::new(batches_in, Some(writer.waker()));
         let thread = std::thread::spawn(move || writer.run(batches_out, returned_in));
         Self {
@@ -81,13 +81,14 @@ impl Running {
     /// The next batch the writer confirmed.
     pub(super) fn confirmed(&self) -> Batch {
         self.returned
+            .channel()
             .recv_timeout(PATIENCE)
             .expect("a batch confirmed in time")
     }
 
     /// Whether a batch came back within `wait`.
     pub(super) fn confirmed_within(&self, wait: Duration) -> Option<Batch> {
-        self.returned.recv_timeout(wait).ok()
+        self.returned.channel().recv_timeout(wait).ok()
     }
 
     /// Waits until the writer reports `state`; its error text.
