@@ -9,7 +9,8 @@
 #   BENCH  the e2e bench binary to run it with (default: the current one;
 #          give a copy of another build's to compare simulator changes)
 # Prints, per run: records/s, the agent's CPU s per M records, the bench's
-# (simulator and blackhole) CPU s per M records and the machine's use.
+# (simulator and blackhole) CPU s per M records, the machine's use and the
+# agent's peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=$1
@@ -31,6 +32,7 @@ for round in $(seq 1 "$rounds"); do
     agent_cpu=$(grep -oE '[0-9.]+ CPU s per M records, peak' <<<"$out" | cut -d' ' -f1)
     bench_cpu=$(grep -oE 'used [0-9.]+ CPU' <<<"$out" | cut -d' ' -f2)
     use=$(grep -oE '[0-9]+% of the machine' <<<"$out" | cut -d% -f1)
-    echo "round $round $label: $rate agent_cpu=$agent_cpu harness=$bench_cpu util=$use%"
+    rss=$(grep -oE 'peak RSS [0-9.]+ MiB' <<<"$out" | head -n 1 | cut -d' ' -f3)
+    echo "round $round $label: $rate agent_cpu=$agent_cpu harness=$bench_cpu util=$use% rss=${rss}MiB"
   done
 done

@@ -39,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod data_type;
 pub mod exit;
+pub mod json;
 pub mod logging;
 pub mod memory;
 pub mod parse;

@@ -99,6 +99,7 @@ fn save_checkpoints(
     status: &TenantStatus,
     confirmed: &Receiver<Confirmed>,
 ) -> Result<(), RunError> {
+    let mut writer = store.writer(&status.tenant);
     let mut newest: Vec<Confirmed> = Vec::with_capacity(crate::data_type::DataType::ALL.len());
     while let Ok(first) = confirmed.recv() {
         newest.push(first);
@@ -115,7 +116,7 @@ fn save_checkpoints(
             }
         }
         for page in newest.drain(..) {
-            store.save(&status.tenant, &page.position)?;
+            writer.save(&page.position)?;
             let counters = status.counters(page.position.kind());
             counters
                 .sent

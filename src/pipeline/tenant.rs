@@ -175,6 +175,7 @@ pub(super) fn start_tenant(
             pages_queued: Arc::clone(&pages_queued),
             parser: Parser::new(),
             split: SplitPage::default(),
+            body: Vec::new(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{tenant}"))

@@ -12,11 +12,24 @@ use crossbeam_channel::Receiver;
 
 use crate::sink::{
     Batch, Destination, Feed, Returned, Returns, SinkError, SinkHealth, SyslogWriter,
-    WriterStopped, BATCH_BYTES, BATCH_SLACK_BYTES,
+    WriterStopped, BATCH_BYTES, BATCH_SLACK_BYTES, MAX_UNCONFIRMED_BYTES,
 };
 
 /// Batches waiting in the channel to the writer.
 pub const SINK_CHANNEL_BATCHES: usize = 8;
+/// Empty batches kept for reuse, at most: as many full ones as can be out
+/// at once (in the channel, unconfirmed in the writer, and in the encode
+/// stage's window of pieces). Keeping fewer freed the batches a burst of
+/// confirmations brought back, only to allocate them again a page later:
+/// an allocation per page in a backfill. A tailing tenant keeps one (see
+/// [`SinkHandle::recycle`]).
+pub const MAX_SPARE_BATCHES: usize = SINK_CHANNEL_BATCHES
+    + MAX_UNCONFIRMED_BYTES.div_ceil(BATCH_BYTES)
+    + super::helper::PIECES_AHEAD
+    + 3;
+/// Small batches returned in a row after which the spare batches are
+/// shrunk to one: a tenant that tails sends a small batch per page.
+const SMALL_BATCHES_FOR_TAILING: usize = 4;
 /// Smallest capacity a shrunk buffer keeps.
 pub const MIN_BUFFER_BYTES: usize = 16 << 10;
 
@@ -29,6 +42,8 @@ pub struct SinkHandle {
     pub health: Arc<SinkHealth>,
     /// Empty batches to reuse.
     spare: Vec<Batch>,
+    /// Small batches returned in a row: the tenant is tailing.
+    small_in_a_row: usize,
     /// Tickets of batches [`Self::batch`] took back from the writer, not
     /// yet settled by the producer.
     confirmed: Vec<u64>,
@@ -92,8 +107,11 @@ where
         returned,
         thread: Some(thread),
         health,
-        spare: Vec::new(),
-        confirmed: Vec::new(),
+        // Both lists have room for every batch from the start, so that
+        // keeping one never allocates.
+        spare: Vec::with_capacity(MAX_SPARE_BATCHES),
+        small_in_a_row: 0,
+        confirmed: Vec::with_capacity(MAX_SPARE_BATCHES),
     })
 }
 
@@ -113,10 +131,16 @@ impl SinkHandle {
                 self.recycle(batch);
             }
         }
-        let mut batch = self.spare.pop().unwrap_or_else(|| Batch {
-            bytes: Vec::with_capacity(BATCH_BYTES + BATCH_SLACK_BYTES),
-            ticket: 0,
-            lines: None,
+        let mut batch = self.spare.pop().unwrap_or_else(|| {
+            self.health
+                .counters
+                .batches_made
+                .fetch_add(1, Ordering::Relaxed);
+            Batch {
+                bytes: Vec::with_capacity(BATCH_BYTES + BATCH_SLACK_BYTES),
+                ticket: 0,
+                lines: None,
+            }
         });
         batch.bytes.clear();
         batch.ticket = 0;
@@ -129,16 +153,22 @@ impl SinkHandle {
     /// shrinks first.
     pub fn recycle(&mut self, mut batch: Batch) {
         let used = batch.bytes.len();
-        if used < MIN_BUFFER_BYTES {
+        self.small_in_a_row = if used < MIN_BUFFER_BYTES {
+            self.small_in_a_row + 1
+        } else {
+            0
+        };
+        if self.small_in_a_row >= SMALL_BATCHES_FOR_TAILING {
             // Tailing: one more spare batch is plenty, and small; the
-            // others were for a backfill.
+            // others were for a backfill. (One small batch is not enough
+            // to tell: a backfill page's last batch can be small.)
             self.spare.truncate(1);
             for spare in &mut self.spare {
                 spare.bytes.clear();
                 spare.bytes.shrink_to(MIN_BUFFER_BYTES);
             }
         }
-        if self.spare.len() < SINK_CHANNEL_BATCHES {
+        if self.spare.len() < MAX_SPARE_BATCHES {
             if batch.bytes.capacity() > 4 * used.max(MIN_BUFFER_BYTES) {
                 batch.bytes.shrink_to((2 * used).max(MIN_BUFFER_BYTES));
             }

@@ -32,7 +32,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, SendError, Sender};
 use parking_lot::Mutex;
 
 pub use returns::{Returned, Returns};
-pub use writer::SyslogWriter;
+pub use writer::{SyslogWriter, PENDING_BATCHES};
 
 use crate::syslog::Framing;
 use tls::TlsClient;
@@ -216,6 +216,11 @@ pub struct SinkCounters {
     pub failures_in_a_row: AtomicU64,
     /// Batches in the channel to the writer, not taken yet.
     pub queued: AtomicUsize,
+    /// Batches the producer has allocated: one more only when more are in
+    /// flight at once than ever before, so after a warm-up this stays put
+    /// (bounded by [`crate::pipeline::writer::MAX_SPARE_BATCHES`] while
+    /// every batch is full).
+    pub batches_made: AtomicU64,
 }
 
 /// The writer's state and counters, shared with whoever reports them.

@@ -50,6 +50,32 @@ pub struct SecretError {
 }
 
 impl Secret {
+    /// Appends the current value to `out`, reusing its allocation (the
+    /// legacy client reads its token file before every request).
+    pub fn read_into(&self, out: &mut String) -> Result<(), SecretError> {
+        match self {
+            Secret::Value(value) => out.push_str(value),
+            Secret::File(path) => {
+                let start = out.len();
+                std::fs::File::open(path)
+                    .and_then(|mut file| std::io::Read::read_to_string(&mut file, out))
+                    .map_err(|source| SecretError {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let read = &out[start..];
+                let trimmed = read.trim_start_matches('\u{feff}').trim();
+                let (from, len) = (
+                    trimmed.as_ptr() as usize - read.as_ptr() as usize,
+                    trimmed.len(),
+                );
+                out.drain(start..start + from);
+                out.truncate(start + len);
+            }
+        }
+        Ok(())
+    }
+
     /// The current value.
     pub fn read(&self) -> Result<String, SecretError> {
         match self {
@@ -142,9 +168,24 @@ impl TokenCache {
     /// The `Authorization` header value, fetching a token through `agent`
     /// when there is none or it is about to expire (never per request).
     pub fn bearer(&mut self, agent: &ureq::Agent) -> Result<String, TokenError> {
+        let mut header = String::new();
+        self.write_bearer(agent, &mut header)?;
+        Ok(header)
+    }
+
+    /// [`Self::bearer`] written into `header` (cleared first), which keeps
+    /// its allocation from one request to the next.
+    pub fn write_bearer(
+        &mut self,
+        agent: &ureq::Agent,
+        header: &mut String,
+    ) -> Result<(), TokenError> {
+        header.clear();
+        header.push_str("Bearer ");
         if let Some((token, refresh_at)) = &self.cached {
             if Instant::now() < *refresh_at {
-                return Ok(format!("Bearer {token}"));
+                header.push_str(token);
+                return Ok(());
             }
         }
         let app = &self.app;
@@ -189,8 +230,9 @@ impl TokenCache {
         let lifetime = reply
             .get_u64("expires_in")
             .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
-        self.cached = Some((token.clone(), refresh_time(requested_at, lifetime)));
-        Ok(format!("Bearer {token}"))
+        header.push_str(&token);
+        self.cached = Some((token, refresh_time(requested_at, lifetime)));
+        Ok(())
     }
 }
 

@@ -26,28 +26,59 @@ pub struct AtomicWriteError {
 
 /// Replaces `path` (in `dir`) with `bytes` atomically and durably.
 pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| AtomicWriteError { path, source }
-    };
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(TEMPORARY_SUFFIX);
-    let temporary = PathBuf::from(temporary);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io(&temporary))?;
-    file.write_all(bytes).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(io(path))?;
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
+    AtomicTarget::new(path.to_owned()).write(dir, bytes)
+}
+
+/// A file replaced again and again (a checkpoint, after every page): its
+/// path and its temporary file's, made once.
+#[derive(Debug, Clone)]
+pub struct AtomicTarget {
+    path: PathBuf,
+    temporary: PathBuf,
+}
+
+impl AtomicTarget {
+    /// The target `path` and its temporary file beside it.
+    pub fn new(path: PathBuf) -> Self {
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(TEMPORARY_SUFFIX);
+        Self {
+            path,
+            temporary: PathBuf::from(temporary),
+        }
+    }
+
+    /// The file replaced.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file (in `dir`) with `bytes` atomically and durably.
+    /// Allocates only for an error (the paths are short enough for the
+    /// standard library to pass them to the kernel from the stack).
+    pub fn write(&self, dir: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+        fn failed(path: &Path) -> impl FnOnce(std::io::Error) -> AtomicWriteError + '_ {
+            move |source| AtomicWriteError {
+                path: path.to_owned(),
+                source,
+            }
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.temporary)
+            .map_err(failed(&self.temporary))?;
+        file.write_all(bytes).map_err(failed(&self.temporary))?;
+        file.sync_all().map_err(failed(&self.temporary))?;
+        drop(file);
+        fs::rename(&self.temporary, &self.path).map_err(failed(&self.path))?;
+        File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(failed(dir))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
 
-use super::atomic::{write_atomically, AtomicWriteError};
+use super::atomic::{write_atomically, AtomicTarget, AtomicWriteError};
 use super::names;
 use crate::data_type::DataType;
 use crate::source::cas::cursor::{Cursor, Scan};
@@ -273,10 +273,47 @@ impl CheckpointStore {
 
     /// Replaces the saved position atomically and durably.
     pub fn save(&self, tenant: &str, position: &Position) -> Result<(), CheckpointError> {
+        self.writer(tenant).save(position)
+    }
+
+    /// A writer of `tenant`'s checkpoints, for a thread that saves after
+    /// every page.
+    pub fn writer(&self, tenant: &str) -> CheckpointWriter {
+        CheckpointWriter {
+            dir: self.dir.clone(),
+            targets: DataType::ALL
+                .iter()
+                .map(|&kind| AtomicTarget::new(self.path(tenant, kind)))
+                .collect(),
+            json: Vec::new(),
+        }
+    }
+
+    /// The directory the files live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// One tenant's checkpoints, saved with the file paths and the JSON buffer
+/// kept from one save to the next: the checkpoint thread saves after every
+/// page, and a save allocates nothing in the steady state.
+pub struct CheckpointWriter {
+    dir: PathBuf,
+    /// Each data type's file, by [`DataType::index`].
+    targets: Vec<AtomicTarget>,
+    json: Vec<u8>,
+}
+
+impl CheckpointWriter {
+    /// Replaces the saved position atomically and durably.
+    pub fn save(&mut self, position: &Position) -> Result<(), CheckpointError> {
+        let json = &mut self.json;
+        json.clear();
+        let target = &self.targets[position.kind().index()];
         match position {
-            Position::Cas(cursor) => self.save_cas(tenant, cursor),
+            Position::Cas(cursor) => write_cas(json, cursor),
             Position::Graph(graph) => {
-                let path = self.path(tenant, graph.source.kind());
                 let saved = GraphCheckpoint {
                     version: FORMAT_VERSION,
                     position: graph.cursor.position,
@@ -286,54 +323,63 @@ impl CheckpointStore {
                 };
                 // Written straight from the cursor: a busy tenant's late
                 // window holds tens of thousands of keys.
-                let text =
-                    simd_json::serde::to_vec(&saved).map_err(|error| CheckpointError::Encode {
-                        path: path.clone(),
+                simd_json::serde::to_writer(&mut *json, &saved).map_err(|error| {
+                    CheckpointError::Encode {
+                        path: target.path().to_owned(),
                         reason: error.to_string(),
-                    })?;
-                Ok(write_atomically(&self.dir, &path, &text)?)
+                    }
+                })?;
             }
         }
+        Ok(target.write(&self.dir, json)?)
     }
+}
 
-    fn save_cas(&self, tenant: &str, cursor: &Cursor) -> Result<(), CheckpointError> {
-        let path = self.path(tenant, cursor.kind);
-        let mut value = OwnedValue::object();
-        let _ = value.try_insert("version", FORMAT_VERSION);
-        let _ = value.try_insert("position", cursor.position);
-        let ids: Vec<OwnedValue> = cursor
-            .boundary_ids
-            .iter()
-            .map(|id| id.as_str().into())
-            .collect();
-        let _ = value.try_insert("boundaryIds", OwnedValue::from(ids));
-        let _ = value.try_insert("skip", cursor.skip);
-        if !cursor.ahead.is_empty() {
-            let pairs: Vec<OwnedValue> = cursor
-                .ahead
-                .iter()
-                .map(|(key, id)| {
-                    OwnedValue::from(vec![OwnedValue::from(*key), OwnedValue::from(id.as_str())])
-                })
-                .collect();
-            let _ = value.try_insert(AHEAD_KEY, OwnedValue::from(pairs));
+/// A legacy cursor's checkpoint, as JSON.
+fn write_cas(out: &mut Vec<u8>, cursor: &Cursor) {
+    use crate::json::{write_int, write_optional_int, write_string};
+    out.extend_from_slice(b"{\"version\":");
+    write_int(out, FORMAT_VERSION);
+    out.extend_from_slice(b",\"position\":");
+    write_int(out, cursor.position);
+    out.extend_from_slice(b",\"boundaryIds\":[");
+    // (A slice's iterator: `Vec::iter` here would be simd-json's boxed one.)
+    for (n, id) in cursor.boundary_ids.as_slice().iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
         }
-        if let Some(scan) = &cursor.scan {
-            let mut object = OwnedValue::object();
-            let _ = object.try_insert("dateLow", scan.date_low);
-            let _ = object.try_insert("dateUpper", scan.date_upper);
-            let _ = object.try_insert("createdFrom", scan.created_from);
-            let _ = object.try_insert("createdTo", scan.created_to);
-            let _ = value.try_insert("scan", object);
+        write_string(out, id);
+    }
+    out.extend_from_slice(b"],\"skip\":");
+    write_int(out, cursor.skip);
+    if !cursor.ahead.is_empty() {
+        out.push(b',');
+        write_string(out, AHEAD_KEY);
+        out.extend_from_slice(b":[");
+        for (n, (key, id)) in cursor.ahead.as_slice().iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            write_int(out, *key);
+            out.push(b',');
+            write_string(out, id);
+            out.push(b']');
         }
-        let text = value.encode();
-        Ok(write_atomically(&self.dir, &path, text.as_bytes())?)
+        out.push(b']');
     }
-
-    /// The directory the files live in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    if let Some(scan) = &cursor.scan {
+        out.extend_from_slice(b",\"scan\":{\"dateLow\":");
+        write_optional_int(out, scan.date_low);
+        out.extend_from_slice(b",\"dateUpper\":");
+        write_optional_int(out, scan.date_upper);
+        out.extend_from_slice(b",\"createdFrom\":");
+        write_optional_int(out, scan.created_from);
+        out.extend_from_slice(b",\"createdTo\":");
+        write_int(out, scan.created_to);
+        out.push(b'}');
     }
+    out.push(b'}');
 }
 
 #[cfg(test)]

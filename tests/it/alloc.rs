@@ -111,6 +111,11 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
+/// Allocations so far on this thread.
+pub(crate) fn allocations_here() -> u64 {
+    allocations()
+}
+
 /// Text with every character class the encoder treats specially.
 const HOSTILE_WORDS: [&str; 8] = [
     "plain",

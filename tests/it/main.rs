@@ -2,6 +2,7 @@
 //! crosses module boundaries lives in a module under `tests/it/`.
 
 mod alloc;
+mod alloc_path;
 mod golden;
 mod graph_golden;
 mod graph_pull;

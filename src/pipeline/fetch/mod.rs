@@ -148,6 +148,8 @@ pub(super) struct FetchLoop {
     pub(super) parser: Parser,
     /// Record ranges for the next page (given back by the encoder).
     pub(super) split: SplitPage,
+    /// The legacy API request's body, rewritten for each request.
+    pub(super) body: Vec<u8>,
 }
 
 /// The channels between the fetcher and the encoder.
@@ -326,6 +328,7 @@ impl FetchLoop {
             parser,
             split: spare_split,
             pages_queued,
+            body,
             ..
         } = self;
         let stream = &mut streams[index];
@@ -343,9 +346,9 @@ impl FetchLoop {
             });
         };
         cursor.begin_window(crate::clock::now_ms());
-        let body = cursor.request_body(filters.get(&kind));
+        cursor.write_request_body(filters.get(&kind), body);
         let asked = &*cursor;
-        let fetched = client.fetch(kind, &body, buffer, |bytes| {
+        let fetched = client.fetch(kind, body, buffer, |bytes| {
             let mut split = std::mem::take(spare_split);
             let facts = match read_page(parser, &mut split, bytes, asked) {
                 Ok(facts) => facts,

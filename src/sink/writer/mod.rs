@@ -47,6 +47,10 @@ use link::{Failure, Link, Phase, Socket};
 const CHUNK_BYTES: usize = 256 * 1024;
 /// First wait before looking at the send queue again after writing.
 const ACK_POLL_MIN: Duration = Duration::from_millis(1);
+/// Unconfirmed batches the writer holds at most (its queue has room for
+/// them from the start): full batches up to the unconfirmed limit, twice
+/// over.
+pub const PENDING_BATCHES: usize = 2 * MAX_UNCONFIRMED_BYTES.div_ceil(super::BATCH_BYTES);
 /// Longest wait between looks at the send queue while bytes are unconfirmed.
 const ACK_POLL_MAX: Duration = Duration::from_millis(100);
 /// How long a RELP `close` waits for its answer at the end.
@@ -94,6 +98,7 @@ impl SyslogWriter {
     /// `confirmed` once all its lines are. Connection failures are retried
     /// forever; only a failure of the event loop itself ends the run early.
     pub fn run(self, batches: Receiver<Batch>, confirmed: Returns) -> Result<(), SinkError> {
+        let relp_window = self.plan.relp_window.max(1);
         let mut state = Loop {
             label: self.label,
             plan: self.plan,
@@ -101,7 +106,9 @@ impl SyslogWriter {
             health: self.health,
             batches,
             confirmed,
-            pending: VecDeque::new(),
+            // Room for the batches a backfill keeps unconfirmed, so the
+            // queue does not grow (allocate) while they pile up.
+            pending: VecDeque::with_capacity(PENDING_BATCHES),
             next_seq: 0,
             pending_bytes: 0,
             closed: false,
@@ -111,8 +118,12 @@ impl SyslogWriter {
             connected_before: false,
             chunk: None,
             frame: Vec::new(),
-            marks: VecDeque::new(),
-            relp_inflight: VecDeque::new(),
+            // A mark per chunk written and not acknowledged: a chunk ends
+            // at its size or a batch's end.
+            marks: VecDeque::with_capacity(
+                MAX_UNCONFIRMED_BYTES.div_ceil(CHUNK_BYTES) + PENDING_BATCHES,
+            ),
+            relp_inflight: VecDeque::with_capacity(relp_window),
             relp_answer_due: None,
             read_buffer: Vec::new(),
             ack_poll: ACK_POLL_MIN,
@@ -241,9 +252,7 @@ impl Loop {
             }
             // Delivering may have finished the work, or made room for more.
             let done = self.closed && self.pending.is_empty();
-            let room = !self.closed
-                && self.pending_bytes < MAX_UNCONFIRMED_BYTES
-                && !self.batches.is_empty();
+            let room = !self.closed && self.has_room() && !self.batches.is_empty();
             if done || room {
                 continue;
             }
@@ -294,8 +303,17 @@ impl Loop {
             .map(|due| due.saturating_duration_since(now))
     }
 
+    /// Whether the writer takes another batch: it holds fewer unconfirmed
+    /// bytes than [`MAX_UNCONFIRMED_BYTES`], in fewer batches than
+    /// [`PENDING_BATCHES`] (small batches, one per page of a tailing
+    /// tenant, would otherwise pile up by the thousand while the receiver
+    /// is down, each with its buffer).
+    fn has_room(&self) -> bool {
+        self.pending_bytes < MAX_UNCONFIRMED_BYTES && self.pending.len() < PENDING_BATCHES
+    }
+
     fn take_batches(&mut self) {
-        while !self.closed && self.pending_bytes < MAX_UNCONFIRMED_BYTES {
+        while !self.closed && self.has_room() {
             match self.batches.try_recv() {
                 Ok(batch) => {
                     self.health

@@ -156,7 +156,6 @@ fn count(counter: &AtomicU64, n: u64) {
 /// A client for one tenant.
 pub struct ApiClient {
     agent: ureq::Agent,
-    list_base: String,
     config: ClientConfig,
     budget: Arc<RequestBudget>,
     /// The Entra application's token, cached until shortly before it
@@ -164,6 +163,10 @@ pub struct ApiClient {
     entra: Option<TokenCache>,
     stats: Arc<ClientStats>,
     stop: StopSignal,
+    /// Each data type's list URL, by [`DataType::index`].
+    list_urls: Vec<String>,
+    /// The `Authorization` header, rewritten before each request.
+    authorization: String,
 }
 
 impl ApiClient {
@@ -194,9 +197,14 @@ impl ApiClient {
             )),
             Credentials::Token(_) => None,
         };
+        let list_urls = DataType::ALL
+            .iter()
+            .map(|kind| format!("{list_base}/{}/", kind.name()))
+            .collect();
         Ok(Self {
             agent,
-            list_base,
+            list_urls,
+            authorization: String::new(),
             config,
             budget,
             entra,
@@ -228,7 +236,7 @@ impl ApiClient {
 
     /// The list URL for a data type.
     pub fn list_url(&self, kind: DataType) -> String {
-        format!("{}/{}/", self.list_base, kind.name())
+        self.list_urls[kind.index()].clone()
     }
 
     /// POSTs `body` to the list endpoint of `kind`, reads the response
@@ -238,11 +246,10 @@ impl ApiClient {
     pub fn fetch<T>(
         &mut self,
         kind: DataType,
-        body: &str,
+        body: &[u8],
         page: &mut Vec<u8>,
         mut accept: impl FnMut(&mut Vec<u8>) -> Result<T, String>,
     ) -> Result<T, FetchError> {
-        let url = self.list_url(kind);
         let mut backoff = Backoff::new(self.config.backoff_base, self.config.backoff_cap);
         let mut last = String::new();
         for attempt in 1..=self.config.max_attempts.max(1) {
@@ -252,12 +259,12 @@ impl ApiClient {
             // The budget may sleep for a while: take the token afterwards so
             // it cannot expire in between.
             self.pause(self.budget.reserve())?;
-            let authorization = self.authorization()?;
+            self.write_authorization()?;
             count(&self.stats.requests, 1);
             let result = self
                 .agent
-                .post(&url)
-                .header("Authorization", &authorization)
+                .post(&self.list_urls[kind.index()])
+                .header("Authorization", &self.authorization)
                 .header("Content-Type", "application/json")
                 .send(body);
             let mut response = match result {
@@ -312,7 +319,10 @@ impl ApiClient {
                     if let Some(token) = &mut self.entra {
                         token.forget();
                     }
-                    return Err(FetchError::InvalidToken { url, status });
+                    return Err(FetchError::InvalidToken {
+                        url: self.list_url(kind),
+                        status,
+                    });
                 }
                 429 => {
                     count(&self.stats.throttled, 1);
@@ -324,7 +334,7 @@ impl ApiClient {
                     let location = response_location.flatten();
                     page.clear();
                     return Err(FetchError::Rejected {
-                        url,
+                        url: self.list_url(kind),
                         status,
                         message: http::redirect_message(location.as_deref()),
                     });
@@ -337,7 +347,7 @@ impl ApiClient {
                         .unwrap_or_default();
                     page.clear();
                     return Err(FetchError::Rejected {
-                        url,
+                        url: self.list_url(kind),
                         status,
                         message,
                     });
@@ -346,22 +356,29 @@ impl ApiClient {
             self.pause(backoff.next_delay(retry_after))?;
         }
         Err(FetchError::GaveUp {
-            url,
+            url: self.list_url(kind),
             attempts: self.config.max_attempts.max(1),
             last,
         })
     }
 
-    /// The `Authorization` header value, refreshing an Entra token when it
-    /// is close to expiry (never per request).
-    fn authorization(&mut self) -> Result<String, FetchError> {
-        match self.config.credentials.clone() {
-            Credentials::Token(secret) => Ok(format!("Token {}", secret.read()?)),
+    /// Writes the `Authorization` header value, reading a token file again
+    /// and refreshing an Entra token when it is close to expiry (never per
+    /// request).
+    fn write_authorization(&mut self) -> Result<(), FetchError> {
+        let header = &mut self.authorization;
+        match &self.config.credentials {
+            Credentials::Token(secret) => {
+                header.clear();
+                header.push_str("Token ");
+                secret.read_into(header)?;
+                Ok(())
+            }
             Credentials::Entra { .. } => {
                 let Some(token) = &mut self.entra else {
                     return Err(FetchError::Credentials("no Entra application".into()));
                 };
-                Ok(token.bearer(&self.agent)?)
+                Ok(token.write_bearer(&self.agent, header)?)
             }
         }
     }

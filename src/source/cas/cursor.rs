@@ -226,57 +226,116 @@ impl Cursor {
     /// The JSON body of the next request; `user_filters` (an API filter
     /// object) are combined with the cursor's own, which win on conflict.
     pub fn request_body(&self, user_filters: Option<&OwnedValue>) -> String {
-        let mut filters = user_filters
-            .and_then(|f| f.as_object().cloned())
-            .unwrap_or_default();
-        let mut body = OwnedValue::object();
-        // The cursor's bounds go into the user's filter for the same field,
-        // replacing only the operators the cursor sets.
-        let mut bound = |field: &str, pairs: &[(&str, i64)]| {
-            let mut object = filters
-                .get(field)
-                .and_then(|f| f.as_object().cloned())
-                .unwrap_or_default();
-            for (op, value) in pairs {
-                object.insert((*op).into(), OwnedValue::from(*value));
-            }
-            filters.insert(field.into(), OwnedValue::from(object));
+        let mut body = Vec::new();
+        self.write_request_body(user_filters, &mut body);
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// Writes [`Self::request_body`] into `out` (cleared first), without
+    /// building a JSON tree: the fetch thread reuses one buffer for every
+    /// request.
+    pub fn write_request_body(&self, user_filters: Option<&OwnedValue>, out: &mut Vec<u8>) {
+        // The cursor's bounds: (field, operator, value).
+        let mut bounds: [(&str, &str, i64); 4] = [("", "", 0); 4];
+        let mut count = 0;
+        let mut bound = |field: &'static str, op: &'static str, value: i64| {
+            bounds[count] = (field, op, value);
+            count += 1;
         };
         match (&self.scan, self.kind) {
             (Some(scan), _) => {
                 if let Some(low) = scan.date_low {
-                    bound("date", &[("gte", low)]);
+                    bound("date", "gte", low);
                 }
                 if let Some(upper) = scan.date_upper {
-                    bound("date", &[("lte", upper)]);
+                    bound("date", "lte", upper);
                 }
-                match scan.created_from {
-                    Some(from) => bound("created", &[("gte", from), ("lte", scan.created_to)]),
-                    None => bound("created", &[("lte", scan.created_to)]),
+                if let Some(from) = scan.created_from {
+                    bound("created", "gte", from);
                 }
+                bound("created", "lte", scan.created_to);
+            }
+            (None, kind) => bound(tail_field(kind), "gte", self.position),
+        }
+        let bounds = &bounds[..count];
+        let bounded = |field: &str| bounds.iter().any(|(f, _, _)| *f == field);
+        let write_bounds = |out: &mut Vec<u8>, field: &str, first: bool| {
+            let mut first = first;
+            for (_, op, value) in bounds.iter().filter(|(f, _, _)| *f == field) {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                crate::json::write_string(out, op);
+                out.push(b':');
+                crate::json::write_int(out, *value);
+            }
+        };
+        out.clear();
+        out.extend_from_slice(b"{\"filters\":{");
+        let mut first = true;
+        let user = user_filters.and_then(|f| f.as_object());
+        for (field, value) in user.into_iter().flatten() {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            crate::json::write_string(out, field);
+            out.push(b':');
+            if !bounded(field) {
+                let _ = value.write(out);
+                continue;
+            }
+            // The user's operators on a field the cursor bounds stay,
+            // except those the cursor sets.
+            out.push(b'{');
+            let mut first_op = true;
+            for (op, operand) in value.as_object().into_iter().flatten() {
+                if bounds.iter().any(|(f, o, _)| f == field && o == op) {
+                    continue;
+                }
+                if !std::mem::take(&mut first_op) {
+                    out.push(b',');
+                }
+                crate::json::write_string(out, op);
+                out.push(b':');
+                let _ = operand.write(out);
+            }
+            write_bounds(out, field, first_op);
+            out.push(b'}');
+        }
+        for field in ["date", "created"] {
+            if bounded(field) && !user.is_some_and(|u| u.contains_key(field)) {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                crate::json::write_string(out, field);
+                out.extend_from_slice(b":{");
+                write_bounds(out, field, true);
+                out.push(b'}');
+            }
+        }
+        out.push(b'}');
+        let mut number = itoa::Buffer::new();
+        match &self.scan {
+            Some(scan) => {
                 let first_of_window = scan.date_low.is_none() && scan.date_upper.is_none();
                 let limit = if first_of_window {
                     FIRST_WINDOW_PAGE
                 } else {
                     SCAN_PAGE
                 };
-                let _ = body.try_insert("isScan", true);
-                let _ = body.try_insert("limit", limit);
+                out.extend_from_slice(b",\"isScan\":true,\"limit\":");
+                out.extend_from_slice(number.format(limit).as_bytes());
             }
-            (None, kind) => {
-                let field = match kind.family() {
-                    Family::Activity => "created",
-                    Family::Alert => "date",
-                };
-                bound(field, &[("gte", self.position)]);
-                let _ = body.try_insert("sortField", field);
-                let _ = body.try_insert("sortDirection", "asc");
-                let _ = body.try_insert("skip", self.skip);
-                let _ = body.try_insert("limit", TAIL_PAGE);
+            None => {
+                out.extend_from_slice(b",\"sortField\":");
+                crate::json::write_string(out, tail_field(self.kind));
+                out.extend_from_slice(b",\"sortDirection\":\"asc\",\"skip\":");
+                out.extend_from_slice(number.format(self.skip).as_bytes());
+                out.extend_from_slice(b",\"limit\":");
+                out.extend_from_slice(number.format(TAIL_PAGE).as_bytes());
             }
         }
-        let _ = body.try_insert("filters", OwnedValue::from(filters));
-        body.encode()
+        out.push(b'}');
     }
 
     /// `hasNext`, and for a scan page that has a next one, the upper date
@@ -525,6 +584,14 @@ impl Fnv1a {
                 .unwrap_or(u64::MAX);
             self.write(&bits.to_le_bytes());
         }
+    }
+}
+
+/// The field a tailing request sorts and bounds by.
+fn tail_field(kind: DataType) -> &'static str {
+    match kind.family() {
+        Family::Activity => "created",
+        Family::Alert => "date",
     }
 }
 
