@@ -1,6 +1,7 @@
 //! `replay` on one thread and on two, in alternating rounds, each turning
 //! the same file of simulated activities (NDJSON) into CEF sent over TCP to
-//! a line-counting blackhole on loopback; and beside them, in the same run,
+//! a line-counting blackhole on loopback, and then written to `/dev/null`
+//! (parsing and encoding alone); and beside them, in the same run,
 //! syslog-ng (`json-parser` and `format-cef-extension`) doing the same job
 //! on the same records into the same kind of blackhole.
 //!
@@ -29,32 +30,56 @@ use support::harness::{
 /// run them the other way round).
 const THREADS: [usize; 2] = [1, 2];
 
-/// `replay --threads threads` of `input` into a fresh blackhole.
-fn replay(agent: &Path, input: &Path, threads: usize, records: u64, work: &Path) -> Measured {
-    let hole = Blackhole::start();
+/// Where a run's lines go.
+#[derive(Clone, Copy, PartialEq)]
+enum Output {
+    /// Over TCP into a fresh blackhole (the target's case).
+    Tcp,
+    /// To stdout, which is `/dev/null`: parsing and encoding alone, with no
+    /// writer thread and no receiver sharing the cores.
+    DevNull,
+}
+
+/// `replay --threads threads` of `input` to `output`.
+fn replay(
+    agent: &Path,
+    input: &Path,
+    threads: usize,
+    output: Output,
+    records: u64,
+    work: &Path,
+) -> Measured {
+    let hole = (output == Output::Tcp).then(Blackhole::start);
     let usage_file = work.join("replay.usage");
-    let started = Instant::now();
-    let status = timed(agent, &usage_file)
+    let mut command = timed(agent, &usage_file);
+    command
         .arg("replay")
-        .args(["--threads", &threads.to_string()])
-        .args(["--syslog-host", "127.0.0.1", "--syslog-protocol", "tcp"])
-        .args(["--syslog-port", &hole.port.to_string()])
-        .arg(input)
-        .status()
-        .expect("replay runs");
+        .args(["--threads", &threads.to_string()]);
+    if let Some(hole) = &hole {
+        command
+            .args(["--syslog-host", "127.0.0.1", "--syslog-protocol", "tcp"])
+            .args(["--syslog-port", &hole.port.to_string()]);
+    }
+    let started = Instant::now();
+    let status = command.arg(input).status().expect("replay runs");
     let elapsed = started.elapsed();
-    let (lines, bytes) = hole.finish();
     assert!(status.success(), "replay failed: {status}");
+    let (lines, bytes) = match hole {
+        Some(hole) => hole.finish(),
+        // Not counted: the same binary's lines, which the TCP runs count.
+        None => (records, 0),
+    };
     assert_eq!(
         lines, records,
         "replay delivered {lines} of {records} lines"
     );
     let usage = read_usage(&usage_file);
     Measured {
-        name: if threads == 1 {
-            "replay, 1 thread"
-        } else {
-            "replay, 2 threads"
+        name: match (threads, output) {
+            (1, Output::Tcp) => "replay, 1 thread",
+            (_, Output::Tcp) => "replay, 2 threads",
+            (1, Output::DevNull) => "to /dev/null, 1",
+            (_, Output::DevNull) => "to /dev/null, 2",
         },
         records: lines,
         elapsed,
@@ -103,23 +128,28 @@ fn main() {
     );
 
     let mut runs: Vec<Vec<Measured>> = THREADS.iter().map(|_| Vec::new()).collect();
-    let mut ratios = Vec::new();
+    let mut null_runs: Vec<Vec<Measured>> = THREADS.iter().map(|_| Vec::new()).collect();
+    let (mut ratios, mut null_ratios) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let mut order: Vec<usize> = (0..THREADS.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
-        for &case in &order {
-            let measured = replay(&agent, &input, THREADS[case], records, &work);
-            report(&measured);
-            runs[case].push(measured);
+        for (output, runs) in [(Output::Tcp, &mut runs), (Output::DevNull, &mut null_runs)] {
+            for &case in &order {
+                let measured = replay(&agent, &input, THREADS[case], output, records, &work);
+                report(&measured);
+                runs[case].push(measured);
+            }
         }
-        let rate = |case: usize| runs[case][round].records_per_s();
-        ratios.push(rate(1) / rate(0));
+        let rate = |runs: &[Vec<Measured>], case: usize| runs[case][round].records_per_s();
+        ratios.push(rate(&runs, 1) / rate(&runs, 0));
+        null_ratios.push(rate(&null_runs, 1) / rate(&null_runs, 0));
         println!(
-            "round {}: 2 threads / 1 thread = {:.2}x",
+            "round {}: 2 threads / 1 thread = {:.2}x over TCP, {:.2}x to /dev/null",
             round + 1,
-            ratios[round]
+            ratios[round],
+            null_ratios[round]
         );
     }
     let bytes: Vec<u64> = runs.iter().flatten().map(|m| m.bytes_out).collect();
@@ -133,23 +163,27 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&work);
 
-    for (case, threads) in THREADS.iter().enumerate() {
-        let rates: Vec<f64> = runs[case].iter().map(Measured::records_per_s).collect();
-        let cpu: Vec<f64> = runs[case].iter().map(Measured::cpu_per_million).collect();
-        let rss: Vec<f64> = runs[case]
-            .iter()
-            .filter_map(Measured::peak_rss_mib)
-            .collect();
-        println!(
-            "median, {threads} thread(s): {:.0} records/s, {:.2} CPU s per M records, peak RSS {:.1} MiB",
-            median(rates),
-            median(cpu),
-            median(rss)
-        );
+    for (label, runs) in [("over TCP", &runs), ("to /dev/null", &null_runs)] {
+        for (case, threads) in THREADS.iter().enumerate() {
+            let rates: Vec<f64> = runs[case].iter().map(Measured::records_per_s).collect();
+            let cpu: Vec<f64> = runs[case].iter().map(Measured::cpu_per_million).collect();
+            let rss: Vec<f64> = runs[case]
+                .iter()
+                .filter_map(Measured::peak_rss_mib)
+                .collect();
+            println!(
+                "median {label}, {threads} thread(s): {:.0} records/s, {:.2} CPU s per M records, \
+                 peak RSS {:.1} MiB",
+                median(rates),
+                median(cpu),
+                median(rss)
+            );
+        }
     }
     println!(
-        "median of the rounds' ratios, 2 threads / 1 thread: {:.2}x",
-        median(ratios)
+        "median of the rounds' ratios, 2 threads / 1 thread: {:.2}x over TCP, {:.2}x to /dev/null",
+        median(ratios),
+        median(null_ratios)
     );
     if let Some(peer) = &peer {
         let best = |case: usize| {

@@ -20,13 +20,21 @@ use crate::syslog::{Framing, HeaderStyle};
 pub const DEFAULT_SIMULATOR_TOKEN: &str =
     "simulator-token-0123456789abcdef0123456789abcdef0123456789abcdef0123";
 
+/// This build's version and the commit it was built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SIEM_AGENT_COMMIT"),
+    ")"
+);
+
 /// The command line. Without a subcommand it runs the agent, so the
 /// vendor agent's start-up line (`--token TOKEN [--proxy ADDRESS[:PORT]]
 /// [--logsDirectory DIRNAME]`) works with the program name swapped.
 #[derive(Debug, Parser)]
 #[command(
     name = "siem-agent",
-    version,
+    version = VERSION,
     about,
     long_about = None,
     args_conflicts_with_subcommands = true
@@ -56,6 +64,12 @@ pub enum Command {
     /// needed. Prints the CEF lines of its backfill, then exits (or keeps
     /// tailing with --follow).
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or
+    /// powershell) to stdout.
+    Completions(CompletionsArgs),
+    /// Write the manual pages (siem-agent.1 and one per subcommand), made
+    /// from the same definitions as the options.
+    Man(ManArgs),
     /// Serve a simulated Defender for Cloud Apps API on this machine, for
     /// trying the agent, tests and benchmarks without a tenant.
     Simulate(SimulateArgs),
@@ -475,6 +489,23 @@ pub struct ReplayArgs {
     /// available].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+}
+
+/// Options of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Options of `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory the pages are written to (created if missing); without
+    /// it, siem-agent.1 goes to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Options that shape each CEF line, shared by every command that emits

@@ -14,7 +14,7 @@ pub mod file;
 
 pub use build::{GraphPlan, InputSource, ReplayPlan, RunPlan, ServicePlan};
 pub use cli::{
-    Cli, Command, DemoArgs, FormatOptions, ReplayArgs, RunArgs, ServiceOptions, SimulateArgs,
-    StatusArgs, SyslogOptions, TenantOptions,
+    Cli, Command, CompletionsArgs, DemoArgs, FormatOptions, ManArgs, ReplayArgs, RunArgs,
+    ServiceOptions, SimulateArgs, StatusArgs, SyslogOptions, TenantOptions, VERSION,
 };
 pub use error::ConfigError;

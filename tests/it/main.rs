@@ -3,6 +3,7 @@
 
 mod alloc;
 mod alloc_path;
+mod docs_cli;
 mod golden;
 mod graph_golden;
 mod graph_pull;

@@ -6,6 +6,7 @@
 //! command with one line of text.
 
 mod demo;
+mod docs;
 mod service;
 mod simulate;
 mod status;
@@ -32,6 +33,8 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Completions(args)) => helper_outcome("completions", docs::completions(&args)),
+        Some(Command::Man(args)) => helper_outcome("man", docs::man(&args)),
         Some(Command::Simulate(args)) => simulate::run(&args),
     })
 }
