@@ -202,15 +202,19 @@ impl Parser {
 }
 
 impl Parser {
-    /// Parses each line of `block` (whole NDJSON lines; the last may lack
-    /// its LF) as [`InputReader`] parses NDJSON: a blank line is skipped, a
-    /// line that is not JSON is one problem. Records and problems go to
-    /// `on_item` in order, their lines numbered from `first_line`. Returns
-    /// how many lines the block holds. Replay's helper threads read their
-    /// pieces of a file this way.
+    /// Parses each line of `block[..end]` (whole NDJSON lines; the last
+    /// may lack its LF) as [`InputReader`] parses NDJSON: a blank line is
+    /// skipped, a line that is not JSON is one problem. Records and problems
+    /// go to `on_item` in order, their lines numbered from `first_line`.
+    /// Returns how many lines there are. Each line is parsed where it lies,
+    /// the bytes after it serving as simd-json's padding (the block should
+    /// have [`INPUT_PADDING`] bytes past `end`; without them the last line
+    /// is parsed through a copy). Replay's threads read their pieces of a
+    /// file this way.
     pub fn parse_lines<F>(
         &mut self,
         block: &mut [u8],
+        end: usize,
         first_line: usize,
         stats: &mut InputStats,
         mut on_item: F,
@@ -220,21 +224,21 @@ impl Parser {
     {
         let mut start = 0;
         let mut lines = 0;
-        while start < block.len() {
-            let end =
-                memchr::memchr(b'\n', &block[start..]).map_or(block.len(), |at| start + at + 1);
+        while start < end {
+            let line_end =
+                memchr::memchr(b'\n', &block[start..end]).map_or(end, |at| start + at + 1);
             let line_number = first_line + lines;
             lines += 1;
-            stats.bytes += (end - start) as u64;
-            let line = &mut block[start..end];
-            start = end;
-            if is_blank(line) {
+            stats.bytes += (line_end - start) as u64;
+            let range = start..line_end;
+            start = line_end;
+            if is_blank(&block[range.clone()]) {
                 continue;
             }
-            let parsed = self.parse_document(line, |result| {
+            let parsed = self.parse_document_at(block, range, |result| {
                 deliver(result, line_number, stats, &mut on_item)
             });
-            if let Err((error, _)) = parsed {
+            if let Err(error) = parsed {
                 stats.problems += 1;
                 on_item(Item::Problem(Problem {
                     location: Location {
@@ -246,6 +250,37 @@ impl Parser {
             }
         }
         lines
+    }
+
+    /// [`Self::parse_document`] for the document at `range` of `bytes`,
+    /// parsed where it lies when enough bytes follow it to serve as padding
+    /// (as [`Self::inspect_at`] does).
+    fn parse_document_at<F>(
+        &mut self,
+        bytes: &mut [u8],
+        range: Range<usize>,
+        mut on_record: F,
+    ) -> Result<(), InputError>
+    where
+        F: FnMut(Result<&Object<'_, '_>, (usize, InputError)>),
+    {
+        let len = range.len();
+        let input = &mut bytes[range.start..];
+        if input.len() - len < INPUT_PADDING {
+            return self
+                .parse_document(&mut input[..len], on_record)
+                .map_err(|(error, _)| error);
+        }
+        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let result = match simd_json::fill_tape_padded(input, len, &mut self.buffers, &mut tape) {
+            Ok(()) => {
+                walk_document(tape.as_value(), &mut on_record);
+                Ok(())
+            }
+            Err(error) => Err(InputError::Json(describe(error.error()))),
+        };
+        self.tape = Some(tape.reset());
+        result
     }
 
     /// Whether an input whose first non-blank line is `line` is NDJSON

@@ -6,7 +6,7 @@
 //!
 //! A pretty-printed document is one parse and stays on one thread.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 
 use super::{Output, ReplaySummary};
 use crate::cef::Encoder;
@@ -18,10 +18,40 @@ use crate::sink::Batch;
 /// 200 activities, whose lines fill most of a batch.
 pub const PIECE_BYTES: usize = 256 * 1024;
 
-/// A piece of an NDJSON input: whole lines.
+/// Bytes asked of the input at once: as much as replay's read buffer holds,
+/// so that `BufReader` hands the read straight to the file instead of
+/// copying through its buffer.
+const READ_BYTES: usize = super::READ_BUFFER_BYTES;
+/// Bytes a piece's buffer keeps past its lines: simd-json's padding, so
+/// that the last line too is parsed where it lies.
+const PIECE_PADDING: usize = simd_json::INPUT_PADDING;
+
+/// A piece of an NDJSON input: whole lines, read straight into the
+/// buffer (`bytes[..filled]`), which keeps its length between pieces so
+/// that it is zeroed only when it grows.
 #[derive(Default)]
 pub(in crate::pipeline) struct LinePiece {
     bytes: Vec<u8>,
+    filled: usize,
+}
+
+impl LinePiece {
+    /// Makes room for `more` bytes past what is filled, and the padding.
+    fn reserve(&mut self, more: usize) {
+        let needed = self.filled + more + PIECE_PADDING;
+        if self.bytes.len() < needed {
+            self.bytes.resize(needed, b' ');
+        }
+    }
+
+    /// Starts the piece over with `carried`, the start of a line the last
+    /// piece cut.
+    fn start_with(&mut self, carried: &[u8]) {
+        self.filled = 0;
+        self.reserve(carried.len());
+        self.bytes[..carried.len()].copy_from_slice(carried);
+        self.filled = carried.len();
+    }
 }
 
 /// What reading a piece met: its lines (to number the next piece's), its
@@ -44,7 +74,8 @@ impl Piece for LinePiece {
         let mut stats = InputStats::default();
         // Allocates only when the piece has a problem.
         let mut problems = Vec::new();
-        let lines = parser.parse_lines(&mut self.bytes, 1, &mut stats, |item| match item {
+        let filled = self.filled;
+        let lines = parser.parse_lines(&mut self.bytes, filled, 1, &mut stats, |item| match item {
             Item::Record(record) => {
                 encoder.encode(record, out);
                 out.push(b'\n');
@@ -104,7 +135,7 @@ impl Passing<'_, '_> {
 /// `piece_bytes`, for tests), shared with `helpers`. Stops reading at the
 /// first output error; every piece handed out is passed on before it
 /// returns, so the next input starts clean.
-pub(super) fn read_shared<R: BufRead>(
+pub(super) fn read_shared<R: Read>(
     mut source: R,
     helpers: &mut Helpers<LinePiece>,
     parser: &mut Parser,
@@ -113,34 +144,36 @@ pub(super) fn read_shared<R: BufRead>(
     piece_bytes: usize,
 ) -> io::Result<()> {
     let mut piece = helpers.piece();
-    piece.bytes.clear();
+    piece.start_with(&[]);
     let read = loop {
         if passing.output_error.is_some() {
             break Ok(());
         }
-        let available = match source.fill_buf() {
-            Ok([]) => break Ok(()),
-            Ok(available) => available,
+        // Whole read buffers; tests' small pieces take a few pages a read.
+        let want = if piece_bytes < READ_BYTES {
+            piece_bytes
+                .saturating_sub(piece.filled)
+                .clamp(4096, READ_BYTES)
+        } else {
+            READ_BYTES
+        };
+        piece.reserve(want);
+        let end = piece.filled + want;
+        match source.read(&mut piece.bytes[piece.filled..end]) {
+            Ok(0) => break Ok(()),
+            Ok(read) => piece.filled += read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => break Err(error),
-        };
-        // Up to the piece's size; past it only while no line has ended.
-        let take = match piece_bytes.checked_sub(piece.bytes.len()) {
-            Some(room) if room > 0 => room.min(available.len()),
-            _ => available.len(),
-        };
-        piece.bytes.extend_from_slice(&available[..take]);
-        source.consume(take);
-        if piece.bytes.len() < piece_bytes {
+        }
+        if piece.filled < piece_bytes {
             continue;
         }
-        let Some(cut) = memchr::memrchr(b'\n', &piece.bytes) else {
+        let Some(cut) = memchr::memrchr(b'\n', &piece.bytes[..piece.filled]) else {
             continue;
         };
         let mut next = helpers.piece();
-        next.bytes.clear();
-        next.bytes.extend_from_slice(&piece.bytes[cut + 1..]);
-        piece.bytes.truncate(cut + 1);
+        next.start_with(&piece.bytes[cut + 1..piece.filled]);
+        piece.filled = cut + 1;
         let full = std::mem::replace(&mut piece, next);
         if let Err(lost) = hand_out(helpers, parser, encoder, passing, full) {
             passing.output_error.get_or_insert(lost.into());
@@ -149,10 +182,10 @@ pub(super) fn read_shared<R: BufRead>(
     };
     if read.is_err() {
         // The lines before the failure are read; a line it cut is not.
-        let whole = memchr::memrchr(b'\n', &piece.bytes).map_or(0, |cut| cut + 1);
-        piece.bytes.truncate(whole);
+        piece.filled =
+            memchr::memrchr(b'\n', &piece.bytes[..piece.filled]).map_or(0, |cut| cut + 1);
     }
-    let last = if piece.bytes.is_empty() || passing.output_error.is_some() {
+    let last = if piece.filled == 0 || passing.output_error.is_some() {
         Ok(())
     } else {
         hand_out(helpers, parser, encoder, passing, piece)
