@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 
+use crate::sink::returns::RETURNED_BATCHES;
 use crate::sink::{
     Batch, Destination, Feed, Returned, Returns, SinkError, SinkHealth, SyslogWriter,
     WriterStopped, BATCH_BYTES, BATCH_SLACK_BYTES, MAX_UNCONFIRMED_BYTES,
@@ -96,7 +97,8 @@ where
     W: FnOnce(Receiver<Batch>, Returns, &SinkHealth) -> Result<(), SinkError> + Send + 'static,
 {
     let (batches_in, batches_out) = crossbeam_channel::bounded(SINK_CHANNEL_BATCHES);
-    let (returned_in, returned) = crate::sink::returns::returns();
+    let (returned_in, returned_out) = crossbeam_channel::bounded(RETURNED_BATCHES);
+    let (returned_in, returned) = crate::sink::returns::connect(returned_in, returned_out);
     let thread_health = Arc::clone(&health);
     let thread = std::thread::Builder::new()
         .name(name.to_owned())
@@ -226,7 +228,6 @@ impl SinkHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::returns::RETURNED_BATCHES;
     use std::time::Duration;
 
     #[test]

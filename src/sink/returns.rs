@@ -40,14 +40,9 @@ pub struct Returned {
     left: Arc<Mutex<Vec<Batch>>>,
 }
 
-/// A bounded way back holding [`RETURNED_BATCHES`] in its channel.
-pub fn returns() -> (Returns, Returned) {
-    returns_holding(RETURNED_BATCHES)
-}
-
-/// [`returns`] with a channel of `capacity` batches (tests use small ones).
-pub fn returns_holding(capacity: usize) -> (Returns, Returned) {
-    let (sender, receiver) = crossbeam_channel::bounded(capacity);
+/// The two ends of the way back, over a bounded channel (of
+/// [`RETURNED_BATCHES`]: `pipeline` makes it, as it makes every channel).
+pub fn connect(sender: Sender<Batch>, receiver: Receiver<Batch>) -> (Returns, Returned) {
     let left = Arc::new(Mutex::new(Vec::new()));
     let returns = Returns {
         channel: sender,
@@ -131,6 +126,12 @@ mod tests {
 
     fn tickets(batches: impl IntoIterator<Item = Batch>) -> Vec<u64> {
         batches.into_iter().map(|b| b.ticket).collect()
+    }
+
+    /// A way back whose channel holds `capacity` batches.
+    fn returns_holding(capacity: usize) -> (Returns, Returned) {
+        let (sender, receiver) = crossbeam_channel::bounded(capacity);
+        connect(sender, receiver)
     }
 
     #[test]

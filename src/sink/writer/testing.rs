@@ -47,7 +47,9 @@ impl Running {
         let health = Arc::new(SinkHealth::default());
         let writer = SyslogWriter::new(plan, Arc::clone(&health), "test").expect("event loop");
         let (batches_in, batches_out) = crossbeam_channel::bounded(8);
-        let (returned_in, returned) = crate::sink::returns::returns();
+        let (returned_in, returned_out) =
+            crossbeam_channel::bounded(crate::sink::returns::RETURNED_BATCHES);
+        let (returned_in, returned) = crate::sink::returns::connect(returned_in, returned_out);
         let feed = Feed::new(batches_in, Some(writer.waker()));
         let thread = std::thread::spawn(move || writer.run(batches_out, returned_in));
         Self {
