@@ -235,8 +235,10 @@ impl Parser {
             if is_blank(&block[range.clone()]) {
                 continue;
             }
-            let parsed = self.parse_document_at(block, range, |result| {
-                deliver(result, line_number, stats, &mut on_item)
+            let parsed = self.inspect_at(block, range, |root| {
+                walk_document(root, &mut |result| {
+                    deliver(result, line_number, stats, &mut on_item)
+                });
             });
             if let Err(error) = parsed {
                 stats.problems += 1;
@@ -250,37 +252,6 @@ impl Parser {
             }
         }
         lines
-    }
-
-    /// [`Self::parse_document`] for the document at `range` of `bytes`,
-    /// parsed where it lies when enough bytes follow it to serve as padding
-    /// (as [`Self::inspect_at`] does).
-    fn parse_document_at<F>(
-        &mut self,
-        bytes: &mut [u8],
-        range: Range<usize>,
-        mut on_record: F,
-    ) -> Result<(), InputError>
-    where
-        F: FnMut(Result<&Object<'_, '_>, (usize, InputError)>),
-    {
-        let len = range.len();
-        let input = &mut bytes[range.start..];
-        if input.len() - len < INPUT_PADDING {
-            return self
-                .parse_document(&mut input[..len], on_record)
-                .map_err(|(error, _)| error);
-        }
-        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
-        let result = match simd_json::fill_tape_padded(input, len, &mut self.buffers, &mut tape) {
-            Ok(()) => {
-                walk_document(tape.as_value(), &mut on_record);
-                Ok(())
-            }
-            Err(error) => Err(InputError::Json(describe(error.error()))),
-        };
-        self.tape = Some(tape.reset());
-        result
     }
 
     /// Whether an input whose first non-blank line is `line` is NDJSON

@@ -78,6 +78,15 @@ struct Job<P> {
     batch: Batch,
 }
 
+impl<P: Piece> Job<P> {
+    /// Encodes the piece into its batch (on whichever thread took it).
+    fn run(mut self, parser: &mut Parser, encoder: &mut Encoder) -> Report<P> {
+        let (lines, outcome) = self.piece.encode(parser, encoder, &mut self.batch.bytes);
+        self.batch.lines = Some(lines);
+        Report::Done(self.index, self.piece, self.batch, outcome)
+    }
+}
+
 /// What a helper sends back.
 enum Report<P: Piece> {
     /// A piece encoded: its place, its buffer to reuse, its batch of
@@ -198,13 +207,8 @@ impl<P: Piece> Helpers<P> {
             .spawn(move || {
                 let lost = LostOnPanic(reports);
                 let mut parser = Parser::new();
-                for mut job in jobs {
-                    let (lines, outcome) =
-                        job.piece
-                            .encode(&mut parser, &mut encoder, &mut job.batch.bytes);
-                    job.batch.lines = Some(lines);
-                    let report = Report::Done(job.index, job.piece, job.batch, outcome);
-                    if lost.0.send(report).is_err() {
+                for job in jobs {
+                    if lost.0.send(job.run(&mut parser, &mut encoder)).is_err() {
                         return;
                     }
                 }
@@ -232,11 +236,7 @@ impl<P: Piece> Helpers<P> {
             return Ok(());
         }
         let report = match self.take.try_recv() {
-            Ok(mut job) => {
-                let (lines, outcome) = job.piece.encode(parser, encoder, &mut job.batch.bytes);
-                job.batch.lines = Some(lines);
-                Report::Done(job.index, job.piece, job.batch, outcome)
-            }
+            Ok(job) => job.run(parser, encoder),
             // Every piece out is a helper's: wait for one.
             Err(_) => self.reports.recv().map_err(|_| HelperLost)?,
         };

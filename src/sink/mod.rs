@@ -32,7 +32,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, SendError, Sender};
 use parking_lot::Mutex;
 
 pub use returns::{Returned, Returns};
-pub use writer::{SyslogWriter, PENDING_BATCHES};
+pub use writer::SyslogWriter;
 
 use crate::syslog::Framing;
 use tls::TlsClient;

@@ -63,14 +63,13 @@ impl Secret {
                         path: path.clone(),
                         source,
                     })?;
-                let read = &out[start..];
-                let trimmed = read.trim_start_matches('\u{feff}').trim();
-                let (from, len) = (
-                    trimmed.as_ptr() as usize - read.as_ptr() as usize,
-                    trimmed.len(),
-                );
-                out.drain(start..start + from);
-                out.truncate(start + len);
+                // Editors on Windows may start the file with a byte order
+                // mark; it is not part of the secret.
+                let read = out[start..].trim_start_matches('\u{feff}');
+                let leading = out.len() - start - read.trim_start().len();
+                let kept = read.trim().len();
+                out.drain(start..start + leading);
+                out.truncate(start + kept);
             }
         }
         Ok(())
@@ -78,17 +77,9 @@ impl Secret {
 
     /// The current value.
     pub fn read(&self) -> Result<String, SecretError> {
-        match self {
-            Secret::Value(value) => Ok(value.clone()),
-            // Editors on Windows may start the file with a byte order mark;
-            // it is not part of the secret.
-            Secret::File(path) => std::fs::read_to_string(path)
-                .map(|text| text.trim_start_matches('\u{feff}').trim().to_owned())
-                .map_err(|source| SecretError {
-                    path: path.clone(),
-                    source,
-                }),
-        }
+        let mut value = String::new();
+        self.read_into(&mut value)?;
+        Ok(value)
     }
 }
 
@@ -248,6 +239,18 @@ pub fn refresh_time(requested_at: Instant, lifetime: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_a_secret_and_read_into_appends() {
+        let path = crate::test_support::scratch_path("secret-file");
+        std::fs::write(&path, "\u{feff}  s3cr\u{e9}t value \r\n\n").expect("written");
+        let secret = Secret::File(path.clone());
+        assert_eq!(secret.read().expect("read"), "s3cr\u{e9}t value");
+        let mut header = String::from("Token ");
+        secret.read_into(&mut header).expect("read");
+        assert_eq!(header, "Token s3cr\u{e9}t value");
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn refresh_comes_before_expiry_and_no_lifetime_overflows() {

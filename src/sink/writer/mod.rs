@@ -50,7 +50,7 @@ const ACK_POLL_MIN: Duration = Duration::from_millis(1);
 /// Unconfirmed batches the writer holds at most (its queue has room for
 /// them from the start): full batches up to the unconfirmed limit, twice
 /// over.
-pub const PENDING_BATCHES: usize = 2 * MAX_UNCONFIRMED_BYTES.div_ceil(super::BATCH_BYTES);
+const PENDING_BATCHES: usize = 2 * MAX_UNCONFIRMED_BYTES.div_ceil(super::BATCH_BYTES);
 /// Longest wait between looks at the send queue while bytes are unconfirmed.
 const ACK_POLL_MAX: Duration = Duration::from_millis(100);
 /// How long a RELP `close` waits for its answer at the end.

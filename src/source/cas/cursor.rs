@@ -314,7 +314,6 @@ impl Cursor {
             }
         }
         out.push(b'}');
-        let mut number = itoa::Buffer::new();
         match &self.scan {
             Some(scan) => {
                 let first_of_window = scan.date_low.is_none() && scan.date_upper.is_none();
@@ -324,15 +323,15 @@ impl Cursor {
                     SCAN_PAGE
                 };
                 out.extend_from_slice(b",\"isScan\":true,\"limit\":");
-                out.extend_from_slice(number.format(limit).as_bytes());
+                crate::json::write_int(out, limit);
             }
             None => {
                 out.extend_from_slice(b",\"sortField\":");
                 crate::json::write_string(out, tail_field(self.kind));
                 out.extend_from_slice(b",\"sortDirection\":\"asc\",\"skip\":");
-                out.extend_from_slice(number.format(self.skip).as_bytes());
+                crate::json::write_int(out, self.skip);
                 out.extend_from_slice(b",\"limit\":");
-                out.extend_from_slice(number.format(TAIL_PAGE).as_bytes());
+                crate::json::write_int(out, TAIL_PAGE);
             }
         }
         out.push(b'}');
