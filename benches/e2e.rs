@@ -20,7 +20,7 @@
 mod support;
 
 use support::harness::{
-    cores, env_or, ndjson, peer, read_usage, report, timed, Blackhole, Measured,
+    agent_and_peer, cores, env_or, ndjson, peer, read_usage, report, timed, Blackhole, Measured,
 };
 
 use std::fmt::Write as _;
@@ -181,21 +181,9 @@ fn ceiling(batches: &[Vec<u8>]) -> Measured {
 fn main() {
     let minutes: u64 = env_or("E2E_MINUTES", 120);
     let per_minute: u64 = env_or("E2E_PER_MINUTE", 10_000);
-    let agent = PathBuf::from(env_or(
-        "SIEM_AGENT_BIN",
-        "target/release/siem-agent".to_owned(),
-    ));
-    let syslog_ng = PathBuf::from(env_or(
-        "SYSLOG_NG",
-        "target/syslog-ng/run-syslog-ng".to_owned(),
-    ));
+    let (agent, syslog_ng) = agent_and_peer("benches/e2e.sh");
     let svg = PathBuf::from(env_or("E2E_SVG", "benches/e2e.svg".to_owned()));
     let skip_peer = env_or("E2E_SKIP_PEER", 0u8) == 1;
-    assert!(
-        agent.exists(),
-        "{} missing: run benches/e2e.sh",
-        agent.display()
-    );
     let work = std::env::temp_dir().join(format!("siem-agent-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("scratch dir");
 

@@ -18,12 +18,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use siem_agent::simulator::SimulatorConfig;
 use support::harness::{
-    cores, env_or, ndjson, peer, read_usage, report, timed, Blackhole, Measured,
+    agent_and_peer, cores, env_or, ndjson, peer, read_usage, report, timed, Blackhole, Measured,
 };
 
 /// Thread counts compared, in the order of the even rounds (odd rounds
@@ -98,20 +98,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     let records: u64 = env_or("REPLAY_RECORDS", 200_000);
     let rounds: usize = env_or("REPLAY_ROUNDS", 3);
-    let agent = PathBuf::from(env_or(
-        "SIEM_AGENT_BIN",
-        "target/release/siem-agent".to_owned(),
-    ));
-    let syslog_ng = PathBuf::from(env_or(
-        "SYSLOG_NG",
-        "target/syslog-ng/run-syslog-ng".to_owned(),
-    ));
+    let (agent, syslog_ng) = agent_and_peer("benches/replay.sh");
     let skip_peer = env_or("REPLAY_SKIP_PEER", 0u8) == 1;
-    assert!(
-        agent.exists(),
-        "{} missing: run benches/replay.sh",
-        agent.display()
-    );
     let work = std::env::temp_dir().join(format!("siem-agent-replay-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("scratch dir");
 

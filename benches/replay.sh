@@ -11,14 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-syslog-ng target/syslog-ng
-# GNU time reports each child's CPU and peak RSS.
-if [ ! -x /usr/bin/time ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get install -y time >/dev/null
-fi
-cargo build --release --quiet
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo ' (with uncommitted changes)'), $(date -u +%Y-%m-%d)"
+# shellcheck source=benches/peer-setup.sh
+source benches/peer-setup.sh
+machine_line
 SIEM_AGENT_BIN="$PWD/target/release/siem-agent" \
 SYSLOG_NG="$PWD/target/syslog-ng/run-syslog-ng" \
   cargo bench --quiet --bench replay

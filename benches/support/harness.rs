@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +14,22 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use siem_agent::simulator::data::StreamConfig;
+
+/// The agent and syslog-ng as the bench scripts pass them in
+/// (`SIEM_AGENT_BIN`, `SYSLOG_NG`), with the usual paths as defaults; fails
+/// naming `script` when the agent has not been built.
+pub(crate) fn agent_and_peer(script: &str) -> (PathBuf, PathBuf) {
+    let agent = PathBuf::from(env_or(
+        "SIEM_AGENT_BIN",
+        "target/release/siem-agent".to_owned(),
+    ));
+    let syslog_ng = PathBuf::from(env_or(
+        "SYSLOG_NG",
+        "target/syslog-ng/run-syslog-ng".to_owned(),
+    ));
+    assert!(agent.exists(), "{} missing: run {script}", agent.display());
+    (agent, syslog_ng)
+}
 
 /// How long the peer may take to deliver everything before the run fails.
 pub(crate) const PEER_TIMEOUT: Duration = Duration::from_secs(900);
