@@ -17,6 +17,10 @@
 //!   while marks are outstanding, more slowly the longer nothing moves.
 //! - RELP: each message is a transaction; `rsp 200` confirms it.
 //! - UDP: sending is all there is.
+//!
+//! A TCP acknowledgement does not mean the receiving application read the
+//! bytes; [`recent`] keeps the lines acknowledged last, and a busy
+//! connection that ends sends them again.
 
 use std::collections::VecDeque;
 use std::io;
@@ -35,6 +39,7 @@ use crate::retry::Backoff;
 
 mod connect;
 mod link;
+mod recent;
 mod relp;
 mod stream;
 #[cfg(test)]
@@ -42,6 +47,7 @@ mod testing;
 mod udp;
 
 use link::{Failure, Link, Phase, Socket};
+use recent::{Recent, RESEND_BYTES, RESEND_WINDOW};
 
 /// Bytes framed and written as one unit on TCP and TLS.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -55,6 +61,9 @@ const PENDING_BATCHES: usize = 2 * MAX_UNCONFIRMED_BYTES.div_ceil(super::BATCH_B
 const ACK_POLL_MAX: Duration = Duration::from_millis(100);
 /// How long a RELP `close` waits for its answer at the end.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times a receiver may reset the connection while the writer
+/// closes it before the writer stops sending the last lines again.
+const MAX_RESETS_AT_CLOSE: u32 = 3;
 /// Read buffer for what the receiver sends us.
 const READ_BYTES: usize = 16 * 1024;
 
@@ -99,6 +108,7 @@ impl SyslogWriter {
     /// forever; only a failure of the event loop itself ends the run early.
     pub fn run(self, batches: Receiver<Batch>, confirmed: Returns) -> Result<(), SinkError> {
         let relp_window = self.plan.relp_window.max(1);
+        let stream = matches!(self.plan.protocol, Protocol::Tcp | Protocol::Tls);
         let mut state = Loop {
             label: self.label,
             plan: self.plan,
@@ -128,6 +138,10 @@ impl SyslogWriter {
             read_buffer: Vec::new(),
             ack_poll: ACK_POLL_MIN,
             udp_failing: false,
+            recent: Recent::new(if stream { RESEND_BYTES } else { 0 }, RESEND_WINDOW),
+            stuck_since: None,
+            resend_spare: Vec::new(),
+            resets_at_close: 0,
         };
         state.run()
     }
@@ -142,6 +156,9 @@ struct Pending {
     framed: usize,
     /// Bytes of the batch confirmed (a line boundary).
     confirmed: usize,
+    /// The writer's own batch of lines sent again after a connection
+    /// ended (see [`recent`]): not counted again, not handed back.
+    resend: bool,
 }
 
 /// Where a chunk's bytes are.
@@ -223,6 +240,15 @@ struct Loop {
     /// The last UDP send failed (the status shows a send error until one
     /// succeeds).
     udp_failing: bool,
+    /// Lines the current TCP/TLS connection acknowledged last.
+    recent: Recent,
+    /// Since when written bytes have waited for an acknowledgement without
+    /// any arriving (None: nothing waits).
+    stuck_since: Option<Instant>,
+    /// The buffer of the last batch of lines sent again, for the next.
+    resend_spare: Vec<u8>,
+    /// Times the receiver reset the connection while the writer closed it.
+    resets_at_close: u32,
 }
 
 impl Loop {
@@ -231,8 +257,19 @@ impl Loop {
         loop {
             self.take_batches();
             if self.closed && self.pending.is_empty() {
-                self.finish();
-                return Ok(());
+                match self.finish() {
+                    Some(failure) if self.resets_at_close < MAX_RESETS_AT_CLOSE => {
+                        // The receiver threw away what it had not read:
+                        // send the last lines again, then close again.
+                        self.resets_at_close += 1;
+                        self.fail(failure);
+                        if self.pending.is_empty() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    _ => return Ok(()),
+                }
             }
             if self.health.abandoned() {
                 // The producer may be blocked sending to a full channel:
@@ -288,6 +325,20 @@ impl Loop {
     /// How long to sleep in `poll`.
     fn timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
+        self.recent.release_if_quiet(now, self.stuck_since);
+        let quiet_in = self
+            .recent
+            .quiet_at()
+            .map(|at| at.saturating_duration_since(now) + Duration::from_millis(1));
+        let timeout = self.link_timeout(now);
+        match (timeout, quiet_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How long to sleep for the link's sake.
+    fn link_timeout(&mut self, now: Instant) -> Option<Duration> {
         let Some(link) = &self.link else {
             return Some(self.retry_at.saturating_duration_since(now));
         };
@@ -326,6 +377,7 @@ impl Loop {
                         seq: self.next_seq,
                         framed: 0,
                         confirmed: 0,
+                        resend: false,
                     });
                     self.next_seq += 1;
                 }
@@ -354,6 +406,8 @@ impl Loop {
                 pending.framed = pending.confirmed;
             }
         }
+        let recent = self.send_recent_again();
+        resent += recent;
         SinkHealth::count(&self.health.counters.resent, resent);
         let delay = self.backoff.next_delay(None);
         self.retry_at = Instant::now() + delay;
@@ -376,6 +430,44 @@ impl Loop {
                     .sum::<u64>()
             );
         }
+        if recent > 0 {
+            tracing::info!(
+                "{}: syslog: sending {recent} line(s) again that the receiver acknowledged in the last {} s of the connection: it may not have read them",
+                self.label,
+                RESEND_WINDOW.as_secs()
+            );
+        }
+    }
+
+    /// Puts the lines the ended connection acknowledged last (see
+    /// [`recent`]) in front of everything pending; their count.
+    fn send_recent_again(&mut self) -> u64 {
+        let stuck_since = self.stuck_since.take();
+        let mut again = std::mem::take(&mut self.resend_spare);
+        again.clear();
+        if self.recent.take(Instant::now(), stuck_since, &mut again) == 0 {
+            self.resend_spare = again;
+            return 0;
+        }
+        let lines = super::line_count(&again);
+        let seq = self
+            .pending
+            .front()
+            .map_or(self.next_seq, |p| p.seq)
+            .wrapping_sub(1);
+        self.pending_bytes += again.len();
+        self.pending.push_front(Pending {
+            batch: super::Batch {
+                bytes: again,
+                ticket: u64::MAX,
+                lines: Some(lines),
+            },
+            seq,
+            framed: 0,
+            confirmed: 0,
+            resend: true,
+        });
+        lines
     }
 
     fn drop_link(&mut self) {
@@ -425,23 +517,33 @@ impl Loop {
         let index = usize::try_from(seq.wrapping_sub(front.seq)).unwrap_or(usize::MAX);
         if let Some(pending) = self.pending.get_mut(index) {
             if end > pending.confirmed {
-                // Lines are counted once the batch is whole, from the
-                // encoder's count: no pass over the bytes.
-                if end == pending.batch.bytes.len() {
-                    SinkHealth::count(&self.health.counters.confirmed, pending.batch.lines());
+                self.recent
+                    .keep(&pending.batch.bytes[pending.confirmed..end], Instant::now());
+                let new_lines = !pending.resend;
+                if new_lines {
+                    // Lines are counted once the batch is whole, from the
+                    // encoder's count: no pass over the bytes.
+                    if end == pending.batch.bytes.len() {
+                        SinkHealth::count(&self.health.counters.confirmed, pending.batch.lines());
+                    }
+                    SinkHealth::count(
+                        &self.health.counters.confirmed_bytes,
+                        (end - pending.confirmed) as u64,
+                    );
                 }
-                SinkHealth::count(
-                    &self.health.counters.confirmed_bytes,
-                    (end - pending.confirmed) as u64,
-                );
                 pending.confirmed = end;
-                // Lines got through on this connection: it works, and the
-                // next failure starts the backoff over.
-                self.backoff.reset();
-                self.health
-                    .counters
-                    .failures_in_a_row
-                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                // New lines got through on this connection: it works, and
+                // the next failure starts the backoff over. (Lines sent
+                // again do not count: a receiver that throws away what
+                // each connection brings would be reconnected to at once,
+                // forever.)
+                if new_lines {
+                    self.backoff.reset();
+                    self.health
+                        .counters
+                        .failures_in_a_row
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
     }
@@ -455,17 +557,26 @@ impl Loop {
         {
             if let Some(done) = self.pending.pop_front() {
                 self.pending_bytes -= done.batch.bytes.len();
-                self.confirmed.send(done.batch);
+                if done.resend {
+                    self.resend_spare = done.batch.bytes;
+                } else {
+                    self.confirmed.send(done.batch);
+                }
             }
         }
     }
 
     /// Everything is confirmed and nothing more will come: close politely.
-    fn finish(&mut self) {
+    /// A TCP or TLS receiver that resets the connection instead of closing
+    /// it threw away bytes it had acknowledged: that is the failure
+    /// returned.
+    fn finish(&mut self) -> Option<Failure> {
         let relp = matches!(self.plan.protocol, Protocol::Relp | Protocol::RelpTls);
-        let Some(link) = &mut self.link else { return };
+        let stream = matches!(self.plan.protocol, Protocol::Tcp | Protocol::Tls);
+        let target = self.plan.target();
+        let link = self.link.as_mut()?;
         if !matches!(link.phase, Phase::Ready) {
-            return;
+            return None;
         }
         if relp {
             let mut close = Vec::new();
@@ -503,9 +614,7 @@ impl Loop {
         // say) sends a reset, and a reset can make the receiver drop what
         // its kernel had already acknowledged. Read until the receiver
         // closes its side, bounded in time.
-        if link.tcp().is_none() {
-            return;
-        }
+        link.tcp()?;
         let deadline = Instant::now() + CLOSE_TIMEOUT;
         let mut events = Events::with_capacity(4);
         let mut discard = Vec::new();
@@ -513,12 +622,20 @@ impl Loop {
             discard.clear();
             match link.read(&mut discard) {
                 Ok(true) => {}
-                Ok(false) | Err(_) => break,
+                Ok(false) => break,
+                Err(error) if stream => {
+                    return Some(Failure::send(format!(
+                        "{target} ({}): while closing: {error}",
+                        link.address
+                    )));
+                }
+                Err(_) => break,
             }
             if !wait_a_little(&mut self.poll, &mut events, deadline) {
                 break;
             }
         }
+        None
     }
 }
 

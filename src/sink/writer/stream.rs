@@ -53,7 +53,8 @@ impl Loop {
                     let Some(front) = self.pending.front() else {
                         return Ok(false);
                     };
-                    let index = usize::try_from(chunk.seq - front.seq).unwrap_or(usize::MAX);
+                    let index =
+                        usize::try_from(chunk.seq.wrapping_sub(front.seq)).unwrap_or(usize::MAX);
                     let Some(pending) = self.pending.get(index) else {
                         return Ok(false);
                     };
@@ -61,7 +62,12 @@ impl Loop {
                 }
             };
             match link.write(data) {
-                Ok(n) => chunk.done += n,
+                Ok(n) => {
+                    chunk.done += n;
+                    if n > 0 {
+                        self.stuck_since.get_or_insert_with(std::time::Instant::now);
+                    }
+                }
                 Err(e) if would_block(&e) => return Ok(false),
                 Err(e) => return Err(failed(link, e)),
             }
@@ -136,6 +142,9 @@ impl Loop {
         let queued = outq::unacknowledged(stream)
             .map_err(|e| Failure::send(format!("{address}: send queue: {e}")))?;
         let acknowledged = written.saturating_sub(queued);
+        if queued == 0 {
+            self.stuck_since = None;
+        }
         let mut moved = false;
         while let Some(mark) = self.marks.front() {
             if mark.position > acknowledged {
@@ -147,6 +156,10 @@ impl Loop {
             moved = true;
         }
         if moved {
+            if queued > 0 {
+                // The receiver takes bytes: what waits now waits from here.
+                self.stuck_since = Some(std::time::Instant::now());
+            }
             self.ack_poll = ACK_POLL_MIN;
             self.release();
         }
@@ -286,6 +299,92 @@ mod tests {
         assert_eq!(writer.health.state().0, LinkState::Connected);
         writer.finish().expect("clean end");
         assert_eq!(received.join().expect("receiver"), b"waits\n");
+    }
+
+    /// The next connection on `listener`, within [`PATIENCE`].
+    fn accept_within(listener: &TcpListener) -> TcpStream {
+        listener.set_nonblocking(true).expect("non-blocking");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).expect("blocking");
+                    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+                    return stream;
+                }
+                Err(_) => {
+                    assert!(std::time::Instant::now() < deadline, "no connection");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lines_a_receiver_reset_unread_are_sent_again() {
+        let (listener, port) = listener();
+        let writer = Running::start(plan(Protocol::Tcp, port, Framing::Lf));
+        writer.send(1, &["one", "two", "three"]);
+        let first = accept_within(&listener);
+        // The receiver's kernel acknowledges the lines, so they are
+        // confirmed; its application never reads them, and closing with
+        // bytes unread throws them away with a reset.
+        assert_eq!(writer.confirmed().ticket, 1);
+        drop(first);
+        let mut second = accept_within(&listener);
+        writer.send(2, &["four"]);
+        assert_eq!(writer.confirmed().ticket, 2);
+        assert_eq!(writer.count(|h| &h.counters.resent), 3);
+        // Counted once, when first confirmed.
+        assert_eq!(writer.count(|h| &h.counters.confirmed), 4);
+        writer.finish().expect("clean end");
+        let mut bytes = Vec::new();
+        second.read_to_end(&mut bytes).expect("read");
+        assert_eq!(String::from_utf8_lossy(&bytes), "one\ntwo\nthree\nfour\n");
+    }
+
+    #[test]
+    fn lines_a_receiver_reset_unread_while_the_writer_closes_are_sent_again() {
+        let (listener, port) = listener();
+        let writer = Running::start(plan(Protocol::Tcp, port, Framing::Lf));
+        let health = Arc::clone(&writer.health);
+        writer.send(1, &["last", "lines"]);
+        let first = accept_within(&listener);
+        assert_eq!(writer.confirmed().ticket, 1);
+        let finishing = std::thread::spawn(move || writer.finish());
+        // Wait for the writer's end of stream without reading the lines.
+        let mut first = mio::net::TcpStream::from_std(first);
+        let mut poll = mio::Poll::new().expect("poll");
+        poll.registry()
+            .register(&mut first, mio::Token(0), mio::Interest::READABLE)
+            .expect("register");
+        let mut events = mio::Events::with_capacity(4);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !events.iter().any(mio::event::Event::is_read_closed) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never closed"
+            );
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .expect("poll");
+        }
+        drop(first);
+        let mut second = accept_within(&listener);
+        let mut bytes = Vec::new();
+        second.read_to_end(&mut bytes).expect("read");
+        drop(second);
+        finishing
+            .join()
+            .expect("the writer does not panic")
+            .expect("clean end");
+        assert_eq!(String::from_utf8_lossy(&bytes), "last\nlines\n");
+        assert_eq!(
+            health
+                .counters
+                .resent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
     }
 
     #[test]

@@ -246,12 +246,15 @@ impl Rsyslog {
     }
 
     /// Stops the daemon the ordinary way (SIGTERM: it writes out what it
-    /// received), and waits for it to be gone.
+    /// received), and waits for it to be gone. A daemon stopped with
+    /// `STOP` is resumed to see its SIGTERM.
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            for signal in ["-TERM", "-CONT"] {
+                let _ = Command::new("kill")
+                    .args([signal, &child.id().to_string()])
+                    .status();
+            }
             let deadline = Instant::now() + Duration::from_secs(30);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
