@@ -420,6 +420,7 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(siem_agent::sink::relp::DEFAULT_WINDOW),
         relp_answer_timeout: siem_agent::sink::RELP_ANSWER_TIMEOUT,
+        resend_bytes: siem_agent::sink::DEFAULT_RESEND_BYTES,
     };
     // Lines and MiB of lines (LF included), whatever the framing adds.
     let report = |name: &str, m: &Measured, base: Option<(&str, f64)>| {

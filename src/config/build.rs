@@ -178,6 +178,7 @@ impl SyslogOptions {
                 ("--syslog-client-cert", self.client_cert.is_some()),
                 ("--syslog-client-key", self.client_key.is_some()),
                 ("--relp-window", self.relp_window.is_some()),
+                ("--syslog-resend-bytes", self.resend_bytes.is_some()),
             ];
             if let Some((option, _)) = without_host.iter().find(|(_, set)| *set) {
                 return Err(ConfigError::Syslog(format!("{option} needs --syslog-host")));
@@ -244,6 +245,20 @@ impl SyslogOptions {
         if relp_window == 0 || relp_window > 100_000 {
             return bad(format!("--relp-window {relp_window} must be 1 to 100000"));
         }
+        let resend_bytes = match (protocol, self.resend_bytes) {
+            (Protocol::Tcp | Protocol::Tls, None) => crate::sink::DEFAULT_RESEND_BYTES,
+            (Protocol::Tcp | Protocol::Tls, Some(n)) if n > crate::sink::MAX_RESEND_BYTES => {
+                return bad(format!(
+                    "--syslog-resend-bytes {n}: must be at most {}",
+                    crate::sink::MAX_RESEND_BYTES
+                ))
+            }
+            (Protocol::Tcp | Protocol::Tls, Some(n)) => n,
+            (_, None) => 0,
+            (_, Some(_)) => {
+                return bad("--syslog-resend-bytes applies to tcp and tls only (RELP confirms what the receiver stored; UDP confirms nothing)".into())
+            }
+        };
         Ok(Destination::Syslog(SinkPlan {
             host: host.to_owned(),
             port,
@@ -253,6 +268,7 @@ impl SyslogOptions {
             tls,
             relp_window,
             relp_answer_timeout: crate::sink::RELP_ANSWER_TIMEOUT,
+            resend_bytes,
         }))
     }
 }
@@ -639,6 +655,59 @@ mod tests {
             format(&["--facility", "24"]),
             Err(ConfigError::Header(HeaderError::Facility(24)))
         ));
+    }
+
+    fn syslog(args: &[&str]) -> Result<Destination, ConfigError> {
+        let mut argv = vec!["siem-agent", "replay"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
+        let Some(Command::Replay(replay)) = cli.command else {
+            panic!("parsed as replay")
+        };
+        replay.syslog.build()
+    }
+
+    fn resend_bytes(args: &[&str]) -> Result<usize, String> {
+        match syslog(args) {
+            Ok(Destination::Syslog(plan)) => Ok(plan.resend_bytes),
+            Ok(Destination::Stdout) => Err("stdout".into()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    #[test]
+    fn lines_are_sent_again_after_a_reset_over_tcp_and_tls_only() {
+        let host = ["--syslog-host", "127.0.0.1"];
+        let with = |more: &[&str]| {
+            let mut args = host.to_vec();
+            args.extend_from_slice(more);
+            resend_bytes(&args)
+        };
+        assert_eq!(with(&[]), Ok(crate::sink::DEFAULT_RESEND_BYTES));
+        assert_eq!(with(&["--syslog-resend-bytes", "0"]), Ok(0));
+        assert_eq!(
+            with(&["--syslog-protocol", "tls", "--syslog-resend-bytes", "65536"]),
+            Ok(65536)
+        );
+        // RELP and UDP keep nothing; asking them to is an error that names
+        // the option.
+        assert_eq!(with(&["--syslog-protocol", "relp"]), Ok(0));
+        assert_eq!(with(&["--syslog-protocol", "udp"]), Ok(0));
+        for protocol in ["udp", "relp", "relp-tls"] {
+            let error = with(&["--syslog-protocol", protocol, "--syslog-resend-bytes", "1"])
+                .expect_err(protocol);
+            assert!(
+                error.contains("--syslog-resend-bytes applies to tcp and tls only"),
+                "{error}"
+            );
+        }
+        let error = with(&["--syslog-resend-bytes", "67108865"]).expect_err("too much");
+        assert!(error.contains("must be at most 67108864"), "{error}");
+        let error = resend_bytes(&["--syslog-resend-bytes", "1"]).expect_err("no host");
+        assert!(
+            error.contains("--syslog-resend-bytes needs --syslog-host"),
+            "{error}"
+        );
     }
 
     fn graph_tenant() -> TenantOptions {

@@ -596,6 +596,13 @@ pub struct SyslogOptions {
     #[arg(long = "relp-window", value_name = "N", value_parser = in_config_range::<usize>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relp_window: Option<usize>,
+    /// tcp and tls: when a busy connection ends, the lines it acknowledged
+    /// in its last 10 s are sent again, up to this many bytes, since the
+    /// receiver may not have read them; 0 sends none again
+    /// [default: 4194304].
+    #[arg(long = "syslog-resend-bytes", value_name = "BYTES", value_parser = in_config_range::<usize>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resend_bytes: Option<usize>,
 }
 
 impl SyslogOptions {

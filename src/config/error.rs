@@ -156,7 +156,7 @@ impl ConfigError {
             },
             // Syslog messages start with the option they are about.
             ConfigError::Syslog(message) => {
-                const KEYS: [(&str, &str); 9] = [
+                const KEYS: [(&str, &str); 10] = [
                     ("--syslog-host", "syslog.host"),
                     ("--syslog-port", "syslog.port"),
                     ("--syslog-protocol", "syslog.protocol"),
@@ -166,6 +166,7 @@ impl ConfigError {
                     ("--syslog-client-cert", "syslog.client_cert"),
                     ("--syslog-client-key", "syslog.client_key"),
                     ("--relp-window", "syslog.relp_window"),
+                    ("--syslog-resend-bytes", "syslog.resend_bytes"),
                 ];
                 let flag = message.split([' ', ':']).next().unwrap_or("");
                 KEYS.iter()

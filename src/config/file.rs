@@ -507,6 +507,11 @@ syslog = { host = "other.example.com", port = 1514 }
                 "FILE:7: tenant[0].syslog.max_message: --syslog-max-message 10: for udp",
             ),
             (
+                "resend",
+                "[[tenant]]\napi_url = \"https://a.b\"\ntoken = \"t\"\n[tenant.syslog]\nhost = \"h\"\nprotocol = \"relp\"\nresend_bytes = 10\n",
+                "FILE:7: tenant[0].syslog.resend_bytes: --syslog-resend-bytes applies to tcp and tls only",
+            ),
+            (
                 "in_defaults",
                 "[defaults]\nproxy = \"bad proxy:1\"\n[[tenant]]\napi_url = \"https://a.b\"\ntoken = \"t\"\n",
                 "FILE:2: defaults.proxy: ",

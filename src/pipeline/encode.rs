@@ -492,6 +492,8 @@ impl EncodeLoop {
                 buffers.split.rest.shrink_to(MIN_BUFFER_BYTES);
                 let records = buffers.split.records.len();
                 buffers.split.records.shrink_to(records * 2);
+                // And the helper thread ends once the backfill is over.
+                self.stage.helper.rest_if_idle(std::time::Instant::now());
             }
             // A full spare channel means the fetcher has enough.
             let _ = spare.try_send(page.buffers);

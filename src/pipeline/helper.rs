@@ -7,7 +7,9 @@
 //! The helpers live as long as their stage (one set per tenant, one per
 //! replay) and start only when there is a second piece to share: starting
 //! a thread, and making its channels, for every page cost a dozen
-//! allocations a page and a thread start. A long-lived thread cannot
+//! allocations a page and a thread start. When a tenant's backfill is
+//! over, its helpers rest (see [`Helpers::rest_if_idle`]): a hundred
+//! tailing tenants would otherwise each keep a thread and its buffers. A long-lived thread cannot
 //! borrow the page, so each piece is copied into a buffer that goes to
 //! whichever thread takes it and comes back for the next piece (a memory
 //! copy, small beside parsing it).
@@ -21,6 +23,7 @@
 
 use std::ops::Range;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -39,6 +42,8 @@ pub const SCAN_CHUNK_RECORDS: usize = 320;
 /// batches a stage holds back while one thread is descheduled in the middle
 /// of a piece (about 1 MB). More helpers get two pieces ahead each.
 pub const PIECES_AHEAD: usize = 4;
+/// Helpers that have had no piece for this long end, and their buffers go.
+pub const HELPER_REST: Duration = Duration::from_secs(10);
 /// Bytes after a piece's last record, so it too is parsed where it lies
 /// (simd-json reads a little past a document's end).
 const PIECE_PADDING: usize = 64;
@@ -134,13 +139,15 @@ pub(super) struct Helpers<P: Piece> {
     /// Pieces handed out, and passed on, since the stage started.
     handed: usize,
     passed: usize,
+    /// When the last piece was handed out.
+    last_piece: Instant,
 }
 
 impl<P: Piece> Helpers<P> {
     /// Up to `wanted` helpers encoding with copies of `encoder`, started
     /// as pieces come; `name` is the encoding thread's.
     pub(super) fn new(encoder: Encoder, wanted: usize, name: &str) -> Self {
-        let ahead = PIECES_AHEAD.max(2 * (wanted + 1));
+        let ahead = Self::ahead(wanted);
         let (work, take) = crossbeam_channel::bounded(ahead);
         let (reports_in, reports) = crossbeam_channel::bounded(ahead);
         Self {
@@ -156,7 +163,37 @@ impl<P: Piece> Helpers<P> {
             window: (0..ahead).map(|_| None).collect(),
             handed: 0,
             passed: 0,
+            last_piece: Instant::now(),
         }
+    }
+
+    /// The window of pieces ahead for `wanted` helpers.
+    fn ahead(wanted: usize) -> usize {
+        PIECES_AHEAD.max(2 * (wanted + 1))
+    }
+
+    /// Ends the helpers and drops the spare piece buffers when no piece
+    /// was handed out for [`HELPER_REST`] (the stage calls it after a
+    /// small page: a tail, not a backfill). The next piece starts a helper
+    /// again. Returns whether they were ended.
+    pub(super) fn rest_if_idle(&mut self, now: Instant) -> bool {
+        let resting = self.threads.is_empty() && self.spare.is_empty();
+        if resting || self.busy() || now.saturating_duration_since(self.last_piece) < HELPER_REST {
+            return false;
+        }
+        // Closing the queue ends each thread; new channels for the next.
+        let ahead = self.window.len();
+        let (work, take) = crossbeam_channel::bounded(ahead);
+        let (reports_in, reports) = crossbeam_channel::bounded(ahead);
+        self.work = Some(work);
+        self.take = take;
+        self.reports_in = reports_in;
+        self.reports = reports;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.spare = Vec::new();
+        true
     }
 
     /// A piece buffer to fill: a spare one when there is one.
@@ -188,6 +225,7 @@ impl<P: Piece> Helpers<P> {
             .send(job)
             .map_err(|_| HelperLost)?;
         self.handed += 1;
+        self.last_piece = Instant::now();
         // One more helper when more pieces wait than threads take them.
         if self.threads.len() < self.wanted && self.handed - self.passed > self.threads.len() + 1 {
             self.start_one();
@@ -458,6 +496,25 @@ mod tests {
         assert_eq!(run(&mut helpers, &numbers).ok(), Some(numbers));
         assert_eq!(helpers.started(), 3);
         assert!(!helpers.busy());
+    }
+
+    #[test]
+    fn idle_helpers_rest_and_start_again_for_the_next_pieces() {
+        let mut helpers = Helpers::<Numbered>::new(encoder(), 2, "test");
+        let numbers: Vec<u64> = (1..100).collect();
+        assert_eq!(run(&mut helpers, &numbers).ok(), Some(numbers.clone()));
+        assert_eq!(helpers.started(), 2);
+        let now = Instant::now();
+        assert!(!helpers.rest_if_idle(now), "not idle for long yet");
+        assert_eq!(helpers.started(), 2);
+        let later = now + HELPER_REST + Duration::from_secs(1);
+        assert!(helpers.rest_if_idle(later));
+        assert_eq!(helpers.started(), 0);
+        assert!(helpers.spare.is_empty(), "the piece buffers are gone");
+        assert!(!helpers.rest_if_idle(later), "resting already");
+        // The next pieces are shared again, in order.
+        assert_eq!(run(&mut helpers, &numbers).ok(), Some(numbers));
+        assert_eq!(helpers.started(), 2);
     }
 
     #[test]

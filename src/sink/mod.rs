@@ -144,7 +144,17 @@ pub struct SinkPlan {
     /// is given up (a receiver that stops answering stalls delivery
     /// otherwise without a word).
     pub relp_answer_timeout: std::time::Duration,
+    /// TCP and TLS: the most bytes of the lines a connection acknowledged
+    /// last that are sent again when it ends while busy (0: none).
+    pub resend_bytes: usize,
 }
+
+/// Bytes of the lines acknowledged last that are sent again after a busy
+/// TCP or TLS connection ends, unless configured otherwise: about twice
+/// what a receiver restarted while lagging behind had unread in the tests.
+pub const DEFAULT_RESEND_BYTES: usize = 4 << 20;
+/// The most that may be configured for that.
+pub const MAX_RESEND_BYTES: usize = 64 << 20;
 
 /// How long RELP frames wait for an answer unless configured otherwise.
 pub const RELP_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

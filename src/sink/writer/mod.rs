@@ -47,7 +47,7 @@ mod testing;
 mod udp;
 
 use link::{Failure, Link, Phase, Socket};
-use recent::{Recent, RESEND_BYTES, RESEND_WINDOW};
+use recent::{Recent, RESEND_WINDOW};
 
 /// Bytes framed and written as one unit on TCP and TLS.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -109,6 +109,7 @@ impl SyslogWriter {
     pub fn run(self, batches: Receiver<Batch>, confirmed: Returns) -> Result<(), SinkError> {
         let relp_window = self.plan.relp_window.max(1);
         let stream = matches!(self.plan.protocol, Protocol::Tcp | Protocol::Tls);
+        let resend_bytes = self.plan.resend_bytes;
         let mut state = Loop {
             label: self.label,
             plan: self.plan,
@@ -138,7 +139,7 @@ impl SyslogWriter {
             read_buffer: Vec::new(),
             ack_poll: ACK_POLL_MIN,
             udp_failing: false,
-            recent: Recent::new(if stream { RESEND_BYTES } else { 0 }, RESEND_WINDOW),
+            recent: Recent::new(if stream { resend_bytes } else { 0 }, RESEND_WINDOW),
             stuck_since: None,
             resend_spare: Vec::new(),
             resets_at_close: 0,

@@ -8,7 +8,9 @@
 //! which acknowledged bytes were lost. They can only be among the last ones
 //! acknowledged, so the writer keeps a copy of those: the lines
 //! acknowledged in the [`RESEND_WINDOW`] before the latest acknowledgement,
-//! at most [`RESEND_BYTES`]. When a connection ends while it was busy
+//! at most the plan's `resend_bytes`. A receiver's socket holds at most its
+//! receive buffer unread, which Linux grows to 6 MiB by default
+//! (`net.ipv4.tcp_rmem`). When a connection ends while it was busy
 //! (lines were waiting for it, or it acknowledged some within the window),
 //! they go out again on the next connection: possible duplicates, counted
 //! as resent, instead of a silent loss. A connection that ends after a
@@ -19,14 +21,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How far back from the latest acknowledgement lines are kept: a receiver
-/// reads its socket within milliseconds unless it is stalled, so this
-/// covers a receiver that lags far behind.
-pub(super) const RESEND_WINDOW: Duration = Duration::from_secs(30);
-/// At most this many bytes of lines are kept: a receiver's socket holds at
-/// most its receive buffer unread, which Linux grows to 6 MiB by default
-/// (`net.ipv4.tcp_rmem`). A receiver that lagged behind and was restarted
-/// in the tests had about 2 MB unread.
-pub(super) const RESEND_BYTES: usize = 6 << 20;
+/// reads its socket within milliseconds unless it stalls (and a stalled
+/// receiver stops acknowledging, which [`Recent::take`] sees), so this
+/// covers one that lags far behind, and a quiet tenant gives the room back
+/// soon after its burst.
+pub(super) const RESEND_WINDOW: Duration = Duration::from_secs(10);
+/// The least room kept for lines once some came.
+const MIN_ROOM: usize = 64 * 1024;
 /// Acknowledgement times kept; when they are all in use, a new one joins
 /// the latest, which keeps its older time (sending a little more again).
 const ACK_TIMES: usize = 256;
@@ -52,9 +53,10 @@ pub(super) struct Recent {
 
 impl Recent {
     /// Keeps up to `limit` bytes (0: keeps nothing, for the transports that
-    /// confirm lines in other ways). Room is reserved when the first lines
-    /// come, all at once, so keeping lines does not allocate; a quiet
-    /// connection gives it back (see [`release_if_quiet`](Self::release_if_quiet)).
+    /// confirm lines in other ways). Room is made as lines come (see
+    /// [`fit`](Self::fit)): a steady stream keeps the same room and does
+    /// not allocate; a quiet connection gives it back (see
+    /// [`release_if_quiet`](Self::release_if_quiet)).
     pub(super) fn new(limit: usize, window: Duration) -> Self {
         Self {
             bytes: VecDeque::new(),
@@ -101,8 +103,7 @@ impl Recent {
         if self.limit == 0 || lines.is_empty() {
             return;
         }
-        if self.bytes.capacity() < self.limit {
-            self.bytes.reserve_exact(self.limit - self.bytes.len());
+        if self.acks.capacity() < ACK_TIMES {
             self.acks.reserve_exact(ACK_TIMES - self.acks.len());
         }
         while let Some(oldest) = self.acks.front() {
@@ -137,12 +138,27 @@ impl Recent {
                 self.acks.pop_front();
             }
         }
+        self.fit(self.bytes.len() + lines.len());
         self.bytes.extend(lines.iter());
         let end = self.start + self.bytes.len() as u64;
         let full = self.acks.len() == ACK_TIMES;
         match self.acks.back_mut() {
             Some(latest) if full => latest.end = end,
             _ => self.acks.push_back(Acknowledged { end, at }),
+        }
+    }
+
+    /// Sizes the room for `needed` bytes. It grows by doubling, up to the
+    /// limit, and shrinks when a burst is over, so that a quiet tenant's
+    /// copy takes little memory: a ring writes all of its room over time,
+    /// so its room, not its content, is what stays resident.
+    fn fit(&mut self, needed: usize) {
+        let room = self.bytes.capacity();
+        if needed > room {
+            let grown = needed.max(room * 2).max(MIN_ROOM).min(self.limit);
+            self.bytes.reserve_exact(grown - self.bytes.len());
+        } else if room > MIN_ROOM && needed < room / 4 {
+            self.bytes.shrink_to((needed * 2).max(MIN_ROOM));
         }
     }
 
@@ -324,7 +340,7 @@ mod tests {
         let start = Instant::now();
         let mut recent = Recent::new(1 << 20, Duration::from_secs(30));
         recent.keep(&lines(0..10), start);
-        assert!(recent.bytes.capacity() >= 1 << 20);
+        assert!(recent.bytes.capacity() >= MIN_ROOM);
         assert_eq!(recent.quiet_at(), Some(start + Duration::from_secs(30)));
         // Not yet quiet; then stuck (a stalled receiver keeps its lines).
         recent.release_if_quiet(start + Duration::from_secs(29), None);
@@ -339,6 +355,37 @@ mod tests {
         let mut again = Vec::new();
         recent.take(start + Duration::from_secs(41), None, &mut again);
         assert_eq!(again, lines(10..12));
+    }
+
+    #[test]
+    fn the_room_follows_the_content_within_the_limit() {
+        let start = Instant::now();
+        let limit = 1 << 20;
+        let mut recent = Recent::new(limit, Duration::from_secs(30));
+        let chunk = vec![b'x'; 4095]
+            .into_iter()
+            .chain([b'\n'])
+            .collect::<Vec<u8>>();
+        // A burst fills the room up to the limit, and no further.
+        for n in 0..1000 {
+            recent.keep(&chunk, start + Duration::from_millis(n));
+        }
+        assert_eq!(recent.bytes.capacity(), limit);
+        assert_eq!(recent.kept().len(), limit);
+        // A steady stream keeps the same room.
+        for n in 1000..2000 {
+            recent.keep(&chunk, start + Duration::from_millis(n));
+            assert_eq!(recent.bytes.capacity(), limit);
+        }
+        // Once the burst has aged out, a trickle needs little room.
+        let later = start + Duration::from_secs(60);
+        recent.keep(b"one line\n", later);
+        assert_eq!(recent.kept(), b"one line\n");
+        assert!(
+            recent.bytes.capacity() <= MIN_ROOM,
+            "{}",
+            recent.bytes.capacity()
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub(super) fn plan(protocol: Protocol, port: u16, framing: Framing) -> SinkPlan 
         tls: None,
         relp_window: 4,
         relp_answer_timeout: RELP_ANSWER_TIMEOUT,
+        resend_bytes: crate::sink::DEFAULT_RESEND_BYTES,
     }
 }
 
