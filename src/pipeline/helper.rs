@@ -8,7 +8,7 @@
 //! replay) and start only when there is a second piece to share: starting
 //! a thread, and making its channels, for every page cost a dozen
 //! allocations a page and a thread start. When a tenant's backfill is
-//! over, its helpers rest (see [`Helpers::rest_if_idle`]): a hundred
+//! over, its helpers rest (see `Helpers::rest_if_idle`): a hundred
 //! tailing tenants would otherwise each keep a thread and its buffers. A long-lived thread cannot
 //! borrow the page, so each piece is copied into a buffer that goes to
 //! whichever thread takes it and comes back for the next piece (a memory
