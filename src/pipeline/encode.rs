@@ -492,8 +492,11 @@ impl EncodeLoop {
                 buffers.split.rest.shrink_to(MIN_BUFFER_BYTES);
                 let records = buffers.split.records.len();
                 buffers.split.records.shrink_to(records * 2);
-                // And the helper thread ends once the backfill is over.
-                self.stage.helper.rest_if_idle(std::time::Instant::now());
+                // And once the backfill is over, the helper thread ends and
+                // the batches it needed go.
+                if self.stage.helper.rest_if_idle(std::time::Instant::now()) {
+                    self.stage.sink.shed_spares();
+                }
             }
             // A full spare channel means the fetcher has enough.
             let _ = spare.try_send(page.buffers);

@@ -164,17 +164,23 @@ impl SinkHandle {
             // Tailing: one more spare batch is plenty, and small; the
             // others were for a backfill. (One small batch is not enough
             // to tell: a backfill page's last batch can be small.)
-            self.spare.truncate(1);
-            for spare in &mut self.spare {
-                spare.bytes.clear();
-                spare.bytes.shrink_to(MIN_BUFFER_BYTES);
-            }
+            self.shed_spares();
         }
         if self.spare.len() < MAX_SPARE_BATCHES {
             if batch.bytes.capacity() > 4 * used.max(MIN_BUFFER_BYTES) {
                 batch.bytes.shrink_to((2 * used).max(MIN_BUFFER_BYTES));
             }
             self.spare.push(batch);
+        }
+    }
+
+    /// Keeps one small spare batch and frees the others: the producer
+    /// knows its burst is over (a tailing tenant).
+    pub fn shed_spares(&mut self) {
+        self.spare.truncate(1);
+        for spare in &mut self.spare {
+            spare.bytes.clear();
+            spare.bytes.shrink_to(MIN_BUFFER_BYTES);
         }
     }
 
