@@ -463,6 +463,25 @@ fn main() {
             }),
         ),
     ];
+    if wanted("resend") {
+        // What keeping a copy of the lines acknowledged last (to send again
+        // after a reset) costs the TCP writer.
+        cases.push((
+            "tcp, LF, no copy kept",
+            Some("tcp, LF"),
+            Box::new(move || {
+                ours(
+                    batches,
+                    total_batches,
+                    SinkPlan {
+                        resend_bytes: 0,
+                        ..plan(Protocol::Tcp, Framing::Lf, None)
+                    },
+                    false,
+                )
+            }),
+        ));
+    }
     if wanted("octet") {
         cases.push((
             "tcp, octet counting",

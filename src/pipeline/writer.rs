@@ -19,13 +19,15 @@ use crate::sink::{
 /// Batches waiting in the channel to the writer.
 pub const SINK_CHANNEL_BATCHES: usize = 8;
 /// Empty batches kept for reuse, at most: as many full ones as can be out
-/// at once (in the channel, unconfirmed in the writer, and in the encode
-/// stage's window of pieces). Keeping fewer freed the batches a burst of
+/// at once (in the channel, unconfirmed in the writer, kept by a TCP writer
+/// to send again after a reset, and in the encode stage's window of
+/// pieces). Keeping fewer freed the batches a burst of
 /// confirmations brought back, only to allocate them again a page later:
 /// an allocation per page in a backfill. A tailing tenant keeps one (see
 /// [`SinkHandle::recycle`]).
 pub const MAX_SPARE_BATCHES: usize = SINK_CHANNEL_BATCHES
     + MAX_UNCONFIRMED_BYTES.div_ceil(BATCH_BYTES)
+    + crate::sink::DEFAULT_RESEND_BYTES.div_ceil(BATCH_BYTES)
     + super::helper::PIECES_AHEAD
     + 3;
 /// Small batches returned in a row after which the spare batches are
@@ -154,6 +156,10 @@ impl SinkHandle {
     /// buffer much larger than what it carried (a tail after a backfill)
     /// shrinks first.
     pub fn recycle(&mut self, mut batch: Batch) {
+        if batch.bytes.capacity() == 0 {
+            // Only a ticket: a TCP writer keeps the buffer a while longer.
+            return;
+        }
         let used = batch.bytes.len();
         self.small_in_a_row = if used < MIN_BUFFER_BYTES {
             self.small_in_a_row + 1

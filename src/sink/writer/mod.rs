@@ -104,7 +104,9 @@ impl SyslogWriter {
 
     /// Delivers batches from `batches` until the channel is closed and
     /// everything taken from it is confirmed; each batch goes back on
-    /// `confirmed` once all its lines are. Connection failures are retried
+    /// `confirmed` once all its lines are. Over TCP and TLS (see
+    /// [`recent`]) only its ticket goes back then, in a batch without
+    /// bytes, and its buffer follows a little later with ticket 0. Connection failures are retried
     /// forever; only a failure of the event loop itself ends the run early.
     pub fn run(self, batches: Receiver<Batch>, confirmed: Returns) -> Result<(), SinkError> {
         let relp_window = self.plan.relp_window.max(1);
@@ -141,7 +143,6 @@ impl SyslogWriter {
             udp_failing: false,
             recent: Recent::new(if stream { resend_bytes } else { 0 }, RESEND_WINDOW),
             stuck_since: None,
-            resend_spare: Vec::new(),
             resets_at_close: 0,
         };
         state.run()
@@ -157,9 +158,12 @@ struct Pending {
     framed: usize,
     /// Bytes of the batch confirmed (a line boundary).
     confirmed: usize,
-    /// The writer's own batch of lines sent again after a connection
-    /// ended (see [`recent`]): not counted again, not handed back.
-    resend: bool,
+    /// Bytes of the batch counted as confirmed: `confirmed` falls back
+    /// below it when lines go out again (see [`recent`]), and they are not
+    /// counted twice.
+    counted: usize,
+    /// Its ticket has gone back already: it is a kept batch sent again.
+    ticket_returned: bool,
 }
 
 /// Where a chunk's bytes are.
@@ -241,13 +245,11 @@ struct Loop {
     /// The last UDP send failed (the status shows a send error until one
     /// succeeds).
     udp_failing: bool,
-    /// Lines the current TCP/TLS connection acknowledged last.
+    /// Batches the current TCP/TLS connection acknowledged last.
     recent: Recent,
     /// Since when written bytes have waited for an acknowledgement without
     /// any arriving (None: nothing waits).
     stuck_since: Option<Instant>,
-    /// The buffer of the last batch of lines sent again, for the next.
-    resend_spare: Vec<u8>,
     /// Times the receiver reset the connection while the writer closed it.
     resets_at_close: u32,
 }
@@ -326,7 +328,11 @@ impl Loop {
     /// How long to sleep in `poll`.
     fn timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
-        self.recent.release_if_quiet(now, self.stuck_since);
+        let returns = &mut self.confirmed;
+        self.recent
+            .release_if_quiet(now, self.stuck_since, &mut |batch| {
+                give_back(returns, batch)
+            });
         let quiet_in = self
             .recent
             .quiet_at()
@@ -378,7 +384,8 @@ impl Loop {
                         seq: self.next_seq,
                         framed: 0,
                         confirmed: 0,
-                        resend: false,
+                        counted: 0,
+                        ticket_returned: false,
                     });
                     self.next_seq += 1;
                 }
@@ -440,33 +447,40 @@ impl Loop {
         }
     }
 
-    /// Puts the lines the ended connection acknowledged last (see
-    /// [`recent`]) in front of everything pending; their count.
+    /// Puts the batches the ended connection acknowledged last (see
+    /// [`recent`]) in front of everything pending, with the confirmed part
+    /// of the first pending batch; the number of lines that go again.
     fn send_recent_again(&mut self) -> u64 {
-        let stuck_since = self.stuck_since.take();
-        let mut again = std::mem::take(&mut self.resend_spare);
-        again.clear();
-        if self.recent.take(Instant::now(), stuck_since, &mut again) == 0 {
-            self.resend_spare = again;
-            return 0;
+        let busy = self.recent.busy(Instant::now(), self.stuck_since.take());
+        let mut lines = 0;
+        if busy {
+            // Only the first pending batch can be confirmed in part.
+            if let Some(front) = self.pending.front_mut() {
+                lines += super::line_count(&front.batch.bytes[..front.confirmed]);
+                front.confirmed = 0;
+                front.framed = 0;
+            }
         }
-        let lines = super::line_count(&again);
-        let seq = self
-            .pending
-            .front()
-            .map_or(self.next_seq, |p| p.seq)
-            .wrapping_sub(1);
-        self.pending_bytes += again.len();
-        self.pending.push_front(Pending {
-            batch: super::Batch {
-                bytes: again,
-                ticket: u64::MAX,
-                lines: Some(lines),
-            },
-            seq,
-            framed: 0,
-            confirmed: 0,
-            resend: true,
+        let Self {
+            recent,
+            confirmed: returns,
+            pending,
+            pending_bytes,
+            next_seq,
+            ..
+        } = self;
+        recent.end(busy, &mut |batch| give_back(returns, batch), &mut |batch| {
+            lines += batch.lines();
+            *pending_bytes += batch.bytes.len();
+            let seq = pending.front().map_or(*next_seq, |p| p.seq).wrapping_sub(1);
+            pending.push_front(Pending {
+                counted: batch.bytes.len(),
+                batch,
+                seq,
+                framed: 0,
+                confirmed: 0,
+                ticket_returned: true,
+            });
         });
         lines
     }
@@ -518,52 +532,64 @@ impl Loop {
         let index = usize::try_from(seq.wrapping_sub(front.seq)).unwrap_or(usize::MAX);
         if let Some(pending) = self.pending.get_mut(index) {
             if end > pending.confirmed {
-                self.recent
-                    .keep(&pending.batch.bytes[pending.confirmed..end], Instant::now());
-                let new_lines = !pending.resend;
-                if new_lines {
-                    // Lines are counted once the batch is whole, from the
-                    // encoder's count: no pass over the bytes.
-                    if end == pending.batch.bytes.len() {
-                        SinkHealth::count(&self.health.counters.confirmed, pending.batch.lines());
-                    }
-                    SinkHealth::count(
-                        &self.health.counters.confirmed_bytes,
-                        (end - pending.confirmed) as u64,
-                    );
-                }
                 pending.confirmed = end;
-                // New lines got through on this connection: it works, and
-                // the next failure starts the backoff over. (Lines sent
-                // again do not count: a receiver that throws away what
-                // each connection brings would be reconnected to at once,
-                // forever.)
-                if new_lines {
-                    self.backoff.reset();
-                    self.health
-                        .counters
-                        .failures_in_a_row
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                self.recent.acknowledged(Instant::now());
+                if end <= pending.counted {
+                    // Lines sent again: counted already. (Nor do they
+                    // reset the backoff: a receiver that throws away what
+                    // each connection brings would be reconnected to at
+                    // once, forever.)
+                    return;
                 }
+                // Lines are counted once the batch is whole, from the
+                // encoder's count: no pass over the bytes.
+                if end == pending.batch.bytes.len() {
+                    SinkHealth::count(&self.health.counters.confirmed, pending.batch.lines());
+                }
+                SinkHealth::count(
+                    &self.health.counters.confirmed_bytes,
+                    (end - pending.counted) as u64,
+                );
+                pending.counted = end;
+                // New lines got through on this connection: it works, and
+                // the next failure starts the backoff over.
+                self.backoff.reset();
+                self.health
+                    .counters
+                    .failures_in_a_row
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
 
-    /// Returns fully confirmed batches, oldest first.
+    /// Returns fully confirmed batches, oldest first. Over TCP and TLS the
+    /// ticket goes back at once and the buffer is kept (see [`recent`]).
     fn release(&mut self) {
         while self
             .pending
             .front()
             .is_some_and(|p| p.confirmed >= p.batch.bytes.len())
         {
-            if let Some(done) = self.pending.pop_front() {
-                self.pending_bytes -= done.batch.bytes.len();
-                if done.resend {
-                    self.resend_spare = done.batch.bytes;
-                } else {
-                    self.confirmed.send(done.batch);
-                }
+            let Some(mut done) = self.pending.pop_front() else {
+                break;
+            };
+            self.pending_bytes -= done.batch.bytes.len();
+            if !self.recent.enabled() {
+                self.confirmed.send(done.batch);
+                continue;
             }
+            if !done.ticket_returned {
+                self.confirmed.send(Batch {
+                    bytes: Vec::new(),
+                    ticket: done.batch.ticket,
+                    lines: done.batch.lines,
+                });
+                done.batch.ticket = 0;
+            }
+            let returns = &mut self.confirmed;
+            self.recent.keep(done.batch, Instant::now(), &mut |batch| {
+                give_back(returns, batch);
+            });
         }
     }
 
@@ -638,6 +664,13 @@ impl Loop {
         }
         None
     }
+}
+
+/// Sends a kept batch's buffer back to the producer, for reuse: its
+/// ticket went back when it was confirmed.
+fn give_back(returns: &mut Returns, mut batch: Batch) {
+    batch.ticket = 0;
+    returns.send(batch);
 }
 
 /// Waits for an event, at most 100 ms and not past `deadline`; false when

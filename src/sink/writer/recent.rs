@@ -1,223 +1,171 @@
-//! The lines a TCP or TLS receiver acknowledged last, kept to be sent again
-//! when its connection ends.
+//! The batches a TCP or TLS receiver acknowledged last, kept to be sent
+//! again when its connection ends.
 //!
 //! A TCP acknowledgement says the receiver's kernel holds the bytes, not
 //! that its application read them. A receiver that stops (a restart, a
 //! crash, `kill -9`) with bytes still unread in its socket throws them
 //! away: the kernel answers with a reset, and nothing tells the sender
 //! which acknowledged bytes were lost. They can only be among the last ones
-//! acknowledged, so the writer keeps a copy of those: the lines
-//! acknowledged in the [`RESEND_WINDOW`] before the latest acknowledgement,
-//! at most the plan's `resend_bytes`. A receiver's socket holds at most its
-//! receive buffer unread, which Linux grows to 6 MiB by default
-//! (`net.ipv4.tcp_rmem`). When a connection ends while it was busy
-//! (lines were waiting for it, or it acknowledged some within the window),
-//! they go out again on the next connection: possible duplicates, counted
-//! as resent, instead of a silent loss. A connection that ends after a
-//! long idle spell (a firewall timing it out, say) sends nothing again: its
-//! receiver has long since read what it got.
+//! acknowledged, so the writer keeps those batches a little longer: the
+//! ones acknowledged in the [`RESEND_WINDOW`] before the latest
+//! acknowledgement, about the plan's `resend_bytes` (a Linux receiver's
+//! socket holds up to 6 MiB unread by default, `net.ipv4.tcp_rmem`). Their
+//! tickets go back to the producer as soon as they are confirmed, so the
+//! checkpoint does not wait; only their buffers stay, and go back when they
+//! leave the window. No byte is copied: keeping them costs memory, not
+//! time.
+//!
+//! When a connection ends while it was busy (it acknowledged lines within
+//! the window, or written bytes were waiting for a stalled receiver), the
+//! kept batches go out again on the next connection: possible duplicates,
+//! counted as resent, instead of a silent loss. A connection that ends
+//! after a quiet spell (a firewall timing it out, say) sends nothing again:
+//! its receiver has long since read what it got.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How far back from the latest acknowledgement lines are kept: a receiver
-/// reads its socket within milliseconds unless it stalls (and a stalled
-/// receiver stops acknowledging, which [`Recent::take`] sees), so this
-/// covers one that lags far behind, and a quiet tenant gives the room back
-/// soon after its burst.
-pub(super) const RESEND_WINDOW: Duration = Duration::from_secs(10);
-/// The least room kept for lines once some came.
-const MIN_ROOM: usize = 64 * 1024;
-/// Acknowledgement times kept; when they are all in use, a new one joins
-/// the latest, which keeps its older time (sending a little more again).
-const ACK_TIMES: usize = 256;
+use crate::sink::Batch;
 
-/// One acknowledgement: the stream offset its lines end at, and when.
-#[derive(Clone, Copy, Debug)]
-struct Acknowledged {
-    end: u64,
+/// How far back from the latest acknowledgement batches are kept: a
+/// receiver reads its socket within milliseconds unless it stalls (and a
+/// stalled receiver stops acknowledging, which [`Recent::busy`] sees), so
+/// this covers one that lags far behind, and a quiet tenant gives the
+/// buffers back soon after its burst.
+pub(super) const RESEND_WINDOW: Duration = Duration::from_secs(10);
+/// Batches kept at most, whatever their size: a tailing tenant sends a
+/// small batch per page. (Room for them is made at the start.)
+const MAX_KEPT_BATCHES: usize = 64;
+
+/// A confirmed batch, and when its last byte was acknowledged.
+#[derive(Debug)]
+struct Kept {
+    batch: Batch,
     at: Instant,
 }
 
-/// The recently acknowledged lines of the current connection.
+/// The recently acknowledged batches of the current connection.
 #[derive(Debug)]
 pub(super) struct Recent {
-    /// Whole lines, each ending in LF, oldest first.
-    bytes: VecDeque<u8>,
-    /// Stream offset of `bytes[0]`: offsets count every byte ever kept.
-    start: u64,
-    acks: VecDeque<Acknowledged>,
+    batches: VecDeque<Kept>,
+    /// Bytes of the kept batches.
+    bytes: usize,
     limit: usize,
     window: Duration,
+    /// When the connection last acknowledged bytes.
+    last_ack: Option<Instant>,
 }
 
 impl Recent {
-    /// Keeps up to `limit` bytes (0: keeps nothing, for the transports that
-    /// confirm lines in other ways). Room is made as lines come (see
-    /// [`fit`](Self::fit)): a steady stream keeps the same room and does
-    /// not allocate; a quiet connection gives it back (see
-    /// [`release_if_quiet`](Self::release_if_quiet)).
+    /// Keeps about `limit` bytes (0: keeps nothing, for the transports
+    /// that confirm lines in other ways).
     pub(super) fn new(limit: usize, window: Duration) -> Self {
         Self {
-            bytes: VecDeque::new(),
-            start: 0,
-            acks: VecDeque::new(),
+            batches: VecDeque::with_capacity(if limit == 0 { 0 } else { MAX_KEPT_BATCHES }),
+            bytes: 0,
             limit,
             window,
+            last_ack: None,
         }
     }
 
-    /// When the lines kept stop being worth sending again, unless written
-    /// bytes wait for an acknowledgement in the meantime.
-    pub(super) fn quiet_at(&self) -> Option<Instant> {
-        self.acks.back().map(|latest| latest.at + self.window)
+    /// Whether batches are kept at all.
+    pub(super) fn enabled(&self) -> bool {
+        self.limit > 0
     }
 
-    /// Forgets the lines kept and gives their room back once the
-    /// connection has been quiet for the window (nothing acknowledged, and
-    /// nothing written waiting for an acknowledgement), or when nothing is
-    /// kept: an idle tenant, or one whose receiver is down, holds no copy
-    /// of what it sent last.
-    pub(super) fn release_if_quiet(&mut self, now: Instant, stuck_since: Option<Instant>) {
-        let quiet = match self.quiet_at() {
-            Some(at) => now > at && stuck_since.is_none(),
-            // Nothing kept since the last connection ended.
-            None => self.bytes.capacity() > 0,
-        };
-        if quiet {
-            self.start += self.bytes.len() as u64;
-            self.bytes = VecDeque::new();
-            self.acks = VecDeque::new();
+    /// The connection acknowledged bytes at `at`.
+    pub(super) fn acknowledged(&mut self, at: Instant) {
+        if self.enabled() {
+            self.last_ack = Some(at);
         }
     }
 
-    /// Lines kept.
-    #[cfg(test)]
-    fn kept(&self) -> Vec<u8> {
-        self.bytes.iter().copied().collect()
-    }
-
-    /// Keeps `lines` (whole lines), acknowledged at `at`, dropping what is
-    /// now too old or too much.
-    pub(super) fn keep(&mut self, lines: &[u8], at: Instant) {
-        if self.limit == 0 || lines.is_empty() {
-            return;
+    /// Keeps a batch acknowledged whole at `at`; the batches that leave
+    /// the window or go over the limit go to `give_back`, oldest first.
+    pub(super) fn keep(&mut self, batch: Batch, at: Instant, give_back: &mut impl FnMut(Batch)) {
+        if self.batches.len() == MAX_KEPT_BATCHES {
+            self.give_back_oldest(give_back);
         }
-        if self.acks.capacity() < ACK_TIMES {
-            self.acks.reserve_exact(ACK_TIMES - self.acks.len());
-        }
-        while let Some(oldest) = self.acks.front() {
-            if at.saturating_duration_since(oldest.at) <= self.window {
+        self.bytes += batch.bytes.len();
+        self.batches.push_back(Kept { batch, at });
+        while let Some(oldest) = self.batches.front() {
+            let too_old = at.saturating_duration_since(oldest.at) > self.window;
+            // Over the limit even without the oldest: it is not needed.
+            let too_much = self.bytes - oldest.batch.bytes.len() >= self.limit;
+            if !(too_old || too_much) {
                 break;
             }
-            let end = oldest.end;
-            self.acks.pop_front();
-            self.drop_through(end);
-        }
-        // Lines beyond the limit on their own: keep their end, and nothing
-        // older (it would leave a gap).
-        let mut lines = lines;
-        if lines.len() > self.limit {
-            self.drop_through(self.start + self.bytes.len() as u64);
-            self.acks.clear();
-            let cut = lines.len() - self.limit;
-            let after = memchr::memchr(b'\n', &lines[cut - 1..]).map_or(lines.len(), |n| cut + n);
-            lines = &lines[after..];
-            if lines.is_empty() {
-                return;
-            }
-        }
-        let excess = (self.bytes.len() + lines.len()).saturating_sub(self.limit);
-        if excess > 0 {
-            self.drop_lines(excess);
-            while self
-                .acks
-                .front()
-                .is_some_and(|oldest| oldest.end <= self.start)
-            {
-                self.acks.pop_front();
-            }
-        }
-        self.fit(self.bytes.len() + lines.len());
-        self.bytes.extend(lines.iter());
-        let end = self.start + self.bytes.len() as u64;
-        let full = self.acks.len() == ACK_TIMES;
-        match self.acks.back_mut() {
-            Some(latest) if full => latest.end = end,
-            _ => self.acks.push_back(Acknowledged { end, at }),
+            self.give_back_oldest(give_back);
         }
     }
 
-    /// Sizes the room for `needed` bytes. It grows by doubling, up to the
-    /// limit, and shrinks when a burst is over, so that a quiet tenant's
-    /// copy takes little memory: a ring writes all of its room over time,
-    /// so its room, not its content, is what stays resident.
-    fn fit(&mut self, needed: usize) {
-        let room = self.bytes.capacity();
-        if needed > room {
-            let grown = needed.max(room * 2).max(MIN_ROOM).min(self.limit);
-            self.bytes.reserve_exact(grown - self.bytes.len());
-        } else if room > MIN_ROOM && needed < room / 4 {
-            self.bytes.shrink_to((needed * 2).max(MIN_ROOM));
+    fn give_back_oldest(&mut self, give_back: &mut impl FnMut(Batch)) {
+        if let Some(oldest) = self.batches.pop_front() {
+            self.bytes -= oldest.batch.bytes.len();
+            give_back(oldest.batch);
         }
     }
 
-    /// Drops the bytes before stream offset `end`.
-    fn drop_through(&mut self, end: u64) {
-        let count = usize::try_from(end.saturating_sub(self.start))
-            .unwrap_or(usize::MAX)
-            .min(self.bytes.len());
-        self.bytes.drain(..count);
-        self.start += count as u64;
+    /// When the kept batches stop being worth sending again, unless
+    /// written bytes wait for an acknowledgement in the meantime.
+    pub(super) fn quiet_at(&self) -> Option<Instant> {
+        if self.batches.is_empty() {
+            return None;
+        }
+        self.last_ack.map(|at| at + self.window)
     }
 
-    /// Drops at least `count` bytes from the front, through a line's end.
-    fn drop_lines(&mut self, count: usize) {
-        let count = count.min(self.bytes.len());
-        let (first, second) = self.bytes.as_slices();
-        let end = if count == 0 {
-            0
-        } else if count <= first.len() {
-            memchr::memchr(b'\n', &first[count - 1..])
-                .map(|n| count + n)
-                .or_else(|| memchr::memchr(b'\n', second).map(|n| first.len() + n + 1))
-                .unwrap_or(self.bytes.len())
-        } else {
-            let at = count - first.len();
-            memchr::memchr(b'\n', &second[at - 1..])
-                .map_or(self.bytes.len(), |n| first.len() + at + n)
-        };
-        self.drop_through(self.start + end as u64);
-    }
-
-    /// The connection ended at `now`: appends to `into` the lines to send
-    /// again, and forgets everything. `stuck_since` is when written bytes
-    /// began to wait for an acknowledgement that never came (a stalled
-    /// receiver, when that began right after the latest acknowledgement;
-    /// a connection that died while idle, when long after). Returns the
-    /// bytes appended.
-    pub(super) fn take(
+    /// Gives every kept batch back once the connection has been quiet for
+    /// the window (nothing acknowledged, and nothing written waiting for an
+    /// acknowledgement): an idle tenant holds no buffers for this.
+    pub(super) fn release_if_quiet(
         &mut self,
         now: Instant,
         stuck_since: Option<Instant>,
-        into: &mut Vec<u8>,
-    ) -> usize {
-        let busy = self.acks.back().is_some_and(|latest| {
-            let since = stuck_since.unwrap_or(now);
-            since.saturating_duration_since(latest.at) <= self.window
-        });
-        let taken = if busy {
-            let (first, second) = self.bytes.as_slices();
-            into.extend_from_slice(first);
-            into.extend_from_slice(second);
-            self.bytes.len()
-        } else {
-            0
+        give_back: &mut impl FnMut(Batch),
+    ) {
+        if stuck_since.is_none() && self.quiet_at().is_some_and(|at| now > at) {
+            while !self.batches.is_empty() {
+                self.give_back_oldest(give_back);
+            }
+        }
+    }
+
+    /// Whether the connection, ending at `now`, was busy: it acknowledged
+    /// bytes within the window, or written bytes began to wait
+    /// (`stuck_since`) within the window after its latest acknowledgement
+    /// (a stalled receiver, rather than a connection found dead after an
+    /// idle spell).
+    pub(super) fn busy(&self, now: Instant, stuck_since: Option<Instant>) -> bool {
+        self.last_ack.is_some_and(|latest| {
+            stuck_since.unwrap_or(now).saturating_duration_since(latest) <= self.window
+        })
+    }
+
+    /// The connection ended: when `busy`, hands the kept batches that are
+    /// within the window before its latest acknowledgement to `again`,
+    /// newest first; gives the others back. Forgets the connection.
+    pub(super) fn end(
+        &mut self,
+        busy: bool,
+        give_back: &mut impl FnMut(Batch),
+        again: &mut impl FnMut(Batch),
+    ) {
+        let since = match (busy, self.last_ack) {
+            (true, Some(latest)) => latest.checked_sub(self.window),
+            _ => None,
         };
-        self.start += self.bytes.len() as u64;
-        self.bytes.clear();
-        self.acks.clear();
-        taken
+        while let Some(newest) = self.batches.pop_back() {
+            self.bytes -= newest.batch.bytes.len();
+            let recent = busy && since.is_none_or(|since| newest.at >= since);
+            if recent {
+                again(newest.batch);
+            } else {
+                give_back(newest.batch);
+            }
+        }
+        self.last_ack = None;
     }
 }
 
@@ -225,174 +173,142 @@ impl Recent {
 mod tests {
     use super::*;
 
-    fn lines(range: std::ops::Range<u32>) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for n in range {
-            bytes.extend_from_slice(format!("line {n}\n").as_bytes());
-        }
-        bytes
-    }
-
-    #[test]
-    fn keeps_what_a_busy_connection_acknowledged_and_hands_it_over_once() {
-        let start = Instant::now();
-        let mut recent = Recent::new(1024, Duration::from_secs(30));
-        recent.keep(&lines(0..3), start);
-        recent.keep(&lines(3..5), start + Duration::from_secs(1));
-        let mut again = Vec::new();
-        let taken = recent.take(start + Duration::from_secs(2), None, &mut again);
-        assert_eq!(again, lines(0..5));
-        assert_eq!(taken, again.len());
-        let mut twice = Vec::new();
-        assert_eq!(recent.take(start, Some(start), &mut twice), 0);
-        assert!(twice.is_empty(), "a second end sends nothing again");
-    }
-
-    #[test]
-    fn keeps_only_the_window_before_the_latest_acknowledgement() {
-        let start = Instant::now();
-        let mut recent = Recent::new(1 << 20, Duration::from_secs(30));
-        recent.keep(&lines(0..10), start);
-        recent.keep(&lines(10..20), start + Duration::from_secs(20));
-        recent.keep(&lines(20..30), start + Duration::from_secs(40));
-        assert_eq!(recent.kept(), lines(10..30));
-        // A stalled receiver: lines wait, the latest acknowledgement is old,
-        // and what came just before it goes out again.
-        let mut again = Vec::new();
-        let stuck = Some(start + Duration::from_secs(41));
-        recent.take(start + Duration::from_secs(500), stuck, &mut again);
-        assert_eq!(again, lines(10..30));
-    }
-
-    #[test]
-    fn an_idle_connection_that_ends_sends_nothing_again() {
-        let start = Instant::now();
-        let mut recent = Recent::new(1 << 20, Duration::from_secs(30));
-        recent.keep(&lines(0..10), start);
-        let mut again = Vec::new();
-        assert_eq!(
-            recent.take(start + Duration::from_secs(31), None, &mut again),
-            0
-        );
-        assert!(again.is_empty());
-        // Nor when its first write after the idle spell finds it dead.
-        recent.keep(&lines(0..10), start);
-        let stuck = Some(start + Duration::from_secs(300));
-        assert_eq!(
-            recent.take(start + Duration::from_secs(301), stuck, &mut again),
-            0
-        );
-        // And the next connection starts from nothing.
-        recent.keep(&lines(10..12), start + Duration::from_secs(40));
-        recent.take(start + Duration::from_secs(41), None, &mut again);
-        assert_eq!(again, lines(10..12));
-    }
-
-    #[test]
-    fn the_byte_limit_keeps_the_latest_whole_lines() {
-        let start = Instant::now();
-        let every = lines(0..100);
-        for limit in [1, 7, 8, 9, 50, 64, 333, every.len() - 1, every.len()] {
-            // One acknowledgement per line, and all lines in one.
-            for split in [true, false] {
-                let mut recent = Recent::new(limit, Duration::from_secs(30));
-                if split {
-                    for n in 0..100 {
-                        recent.keep(&lines(n..n + 1), start);
-                    }
-                } else {
-                    recent.keep(&every, start);
-                }
-                let kept = recent.kept();
-                assert!(kept.len() <= limit, "{limit}: {}", kept.len());
-                assert!(every.ends_with(&kept), "{limit}");
-                assert!(
-                    kept.is_empty()
-                        || kept.len() == every.len()
-                        || every[..every.len() - kept.len()].ends_with(b"\n"),
-                    "{limit} {split}: whole lines only"
-                );
-                // At most one line short of the limit.
-                assert!(limit - kept.len() <= "line 99\n".len(), "{limit} {split}");
-            }
+    fn batch(ticket: u64, size: usize) -> Batch {
+        Batch {
+            bytes: vec![b'x'; size],
+            ticket,
+            lines: None,
         }
     }
 
-    #[test]
-    fn many_acknowledgements_join_the_latest_and_the_limit_still_holds() {
-        let start = Instant::now();
-        let mut recent = Recent::new(4000, Duration::from_secs(30));
-        for n in 0..2000 {
-            recent.keep(
-                &lines(n..n + 1),
-                start + Duration::from_millis(u64::from(n)),
-            );
-        }
-        let kept = recent.kept();
-        assert!(kept.len() <= 4000 && kept.len() > 3900, "{}", kept.len());
-        assert!(lines(0..2000).ends_with(&kept));
-        assert!(kept.starts_with(b"line "), "whole lines only");
-        assert!(recent.acks.len() <= ACK_TIMES);
+    fn tickets(batches: &[Batch]) -> Vec<u64> {
+        batches.iter().map(|b| b.ticket).collect()
     }
 
     #[test]
-    fn a_quiet_connection_gives_its_room_back() {
+    fn a_busy_connection_hands_back_what_it_kept_newest_first_once() {
         let start = Instant::now();
-        let mut recent = Recent::new(1 << 20, Duration::from_secs(30));
-        recent.keep(&lines(0..10), start);
-        assert!(recent.bytes.capacity() >= MIN_ROOM);
-        assert_eq!(recent.quiet_at(), Some(start + Duration::from_secs(30)));
-        // Not yet quiet; then stuck (a stalled receiver keeps its lines).
-        recent.release_if_quiet(start + Duration::from_secs(29), None);
-        recent.release_if_quiet(start + Duration::from_secs(31), Some(start));
-        assert_eq!(recent.kept(), lines(0..10));
-        recent.release_if_quiet(start + Duration::from_secs(31), None);
-        assert!(recent.kept().is_empty());
-        assert_eq!(recent.bytes.capacity(), 0);
+        let mut recent = Recent::new(1 << 20, Duration::from_secs(10));
+        let (mut given, mut again) = (Vec::new(), Vec::new());
+        for ticket in 1..=3 {
+            let at = start + Duration::from_secs(ticket);
+            recent.acknowledged(at);
+            recent.keep(batch(ticket, 100), at, &mut |b| given.push(b));
+        }
+        assert!(given.is_empty());
+        let end = start + Duration::from_secs(4);
+        assert!(recent.busy(end, None));
+        recent.end(true, &mut |b| given.push(b), &mut |b| again.push(b));
+        assert_eq!(tickets(&again), [3, 2, 1]);
+        assert!(given.is_empty());
+        assert!(!recent.busy(end, None), "the next connection starts afresh");
         assert_eq!(recent.quiet_at(), None);
-        // The next lines reserve the room again.
-        recent.keep(&lines(10..12), start + Duration::from_secs(40));
-        let mut again = Vec::new();
-        recent.take(start + Duration::from_secs(41), None, &mut again);
-        assert_eq!(again, lines(10..12));
     }
 
     #[test]
-    fn the_room_follows_the_content_within_the_limit() {
+    fn batches_leave_by_age_and_by_the_limit() {
         let start = Instant::now();
-        let limit = 1 << 20;
-        let mut recent = Recent::new(limit, Duration::from_secs(30));
-        let chunk = vec![b'x'; 4095]
-            .into_iter()
-            .chain([b'\n'])
-            .collect::<Vec<u8>>();
-        // A burst fills the room up to the limit, and no further.
-        for n in 0..1000 {
-            recent.keep(&chunk, start + Duration::from_millis(n));
-        }
-        assert_eq!(recent.bytes.capacity(), limit);
-        assert_eq!(recent.kept().len(), limit);
-        // A steady stream keeps the same room.
-        for n in 1000..2000 {
-            recent.keep(&chunk, start + Duration::from_millis(n));
-            assert_eq!(recent.bytes.capacity(), limit);
-        }
-        // Once the burst has aged out, a trickle needs little room.
-        let later = start + Duration::from_secs(60);
-        recent.keep(b"one line\n", later);
-        assert_eq!(recent.kept(), b"one line\n");
-        assert!(
-            recent.bytes.capacity() <= MIN_ROOM,
-            "{}",
-            recent.bytes.capacity()
-        );
+        let mut recent = Recent::new(250, Duration::from_secs(10));
+        let mut given = Vec::new();
+        recent.keep(batch(1, 100), start, &mut |b| given.push(b));
+        recent.keep(batch(2, 100), start + Duration::from_secs(5), &mut |b| {
+            given.push(b)
+        });
+        // 1 leaves by age (over 10 s before 3).
+        recent.keep(batch(3, 100), start + Duration::from_secs(11), &mut |b| {
+            given.push(b)
+        });
+        assert_eq!(tickets(&given), [1]);
+        // 2, 3, 4 hold 300 bytes; without 2 they hold 200, under 250.
+        recent.keep(batch(4, 100), start + Duration::from_secs(12), &mut |b| {
+            given.push(b)
+        });
+        assert_eq!(tickets(&given), [1]);
+        // 3, 4, 5 without 2 make 300, at least 250: 2 leaves.
+        recent.keep(batch(5, 100), start + Duration::from_secs(12), &mut |b| {
+            given.push(b)
+        });
+        assert_eq!(tickets(&given), [1, 2]);
+        assert_eq!(recent.bytes, 300);
     }
 
     #[test]
-    fn a_limit_of_zero_keeps_nothing() {
-        let mut recent = Recent::new(0, Duration::from_secs(30));
-        recent.keep(&lines(0..3), Instant::now());
-        let mut again = Vec::new();
-        assert_eq!(recent.take(Instant::now(), None, &mut again), 0);
+    fn many_small_batches_are_bounded_in_number() {
+        let start = Instant::now();
+        let mut recent = Recent::new(1 << 20, Duration::from_secs(10));
+        let mut given = Vec::new();
+        for ticket in 0..200 {
+            recent.keep(batch(ticket, 10), start, &mut |b| given.push(b));
+        }
+        assert_eq!(recent.batches.len(), MAX_KEPT_BATCHES);
+        assert_eq!(given.len(), 200 - MAX_KEPT_BATCHES);
+        assert_eq!(recent.batches.capacity(), MAX_KEPT_BATCHES, "no growth");
+    }
+
+    #[test]
+    fn only_the_window_before_the_latest_acknowledgement_goes_again() {
+        let start = Instant::now();
+        let mut recent = Recent::new(1 << 20, Duration::from_secs(10));
+        let (mut given, mut again) = (Vec::new(), Vec::new());
+        recent.keep(batch(1, 10), start, &mut |b| given.push(b));
+        recent.keep(batch(2, 10), start + Duration::from_secs(9), &mut |b| {
+            given.push(b)
+        });
+        // The front batch's lines went on being acknowledged later.
+        recent.acknowledged(start + Duration::from_secs(15));
+        // A stalled receiver: written bytes wait since just after that.
+        let stuck = Some(start + Duration::from_secs(16));
+        let end = start + Duration::from_secs(300);
+        assert!(recent.busy(end, stuck));
+        recent.end(true, &mut |b| given.push(b), &mut |b| again.push(b));
+        assert_eq!(tickets(&again), [2]);
+        assert_eq!(tickets(&given), [1]);
+    }
+
+    #[test]
+    fn a_connection_found_dead_after_a_quiet_spell_was_not_busy() {
+        let start = Instant::now();
+        let mut recent = Recent::new(1 << 20, Duration::from_secs(10));
+        recent.acknowledged(start);
+        recent.keep(batch(1, 10), start, &mut |_| {});
+        // Nothing waited, and the last acknowledgement is old.
+        assert!(!recent.busy(start + Duration::from_secs(11), None));
+        // The first write after the spell waits in vain.
+        let stuck = Some(start + Duration::from_secs(300));
+        assert!(!recent.busy(start + Duration::from_secs(301), stuck));
+        let (mut given, mut again) = (Vec::new(), Vec::new());
+        recent.end(false, &mut |b| given.push(b), &mut |b| again.push(b));
+        assert!(again.is_empty());
+        assert_eq!(tickets(&given), [1]);
+    }
+
+    #[test]
+    fn a_quiet_connection_gives_every_buffer_back() {
+        let start = Instant::now();
+        let mut recent = Recent::new(1 << 20, Duration::from_secs(10));
+        let mut given = Vec::new();
+        recent.acknowledged(start);
+        recent.keep(batch(1, 10), start, &mut |b| given.push(b));
+        assert_eq!(recent.quiet_at(), Some(start + Duration::from_secs(10)));
+        recent.release_if_quiet(start + Duration::from_secs(9), None, &mut |b| given.push(b));
+        // A stalled receiver keeps them.
+        let stuck = Some(start + Duration::from_secs(1));
+        recent.release_if_quiet(start + Duration::from_secs(11), stuck, &mut |b| {
+            given.push(b)
+        });
+        assert!(given.is_empty());
+        recent.release_if_quiet(start + Duration::from_secs(11), None, &mut |b| {
+            given.push(b)
+        });
+        assert_eq!(tickets(&given), [1]);
+        assert_eq!(recent.quiet_at(), None);
+    }
+
+    #[test]
+    fn a_limit_of_zero_keeps_nothing_and_is_never_busy() {
+        let mut recent = Recent::new(0, Duration::from_secs(10));
+        assert!(!recent.enabled());
+        recent.acknowledged(Instant::now());
+        assert!(!recent.busy(Instant::now(), None));
     }
 }
