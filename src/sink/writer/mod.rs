@@ -104,9 +104,10 @@ impl SyslogWriter {
 
     /// Delivers batches from `batches` until the channel is closed and
     /// everything taken from it is confirmed; each batch goes back on
-    /// `confirmed` once all its lines are. Over TCP and TLS (see
-    /// [`recent`]) only its ticket goes back then, in a batch without
-    /// bytes, and its buffer follows a little later with ticket 0. Connection failures are retried
+    /// `confirmed` once all its lines are. Over TCP and TLS only its ticket
+    /// goes back then, in a batch without bytes, and its buffer follows a
+    /// little later with ticket 0 (it is kept to be sent again if the
+    /// connection ends while busy). Connection failures are retried
     /// forever; only a failure of the event loop itself ends the run early.
     pub fn run(self, batches: Receiver<Batch>, confirmed: Returns) -> Result<(), SinkError> {
         let relp_window = self.plan.relp_window.max(1);
