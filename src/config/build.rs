@@ -621,14 +621,19 @@ mod tests {
     use crate::config::cli::{Cli, Command};
     use crate::syslog::HeaderError;
 
-    fn format(args: &[&str]) -> Result<Encoder, ConfigError> {
+    /// `replay` with `args`, as clap parses them.
+    fn replay(args: &[&str]) -> crate::config::cli::ReplayArgs {
         let mut argv = vec!["siem-agent", "replay"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
         let Some(Command::Replay(replay)) = cli.command else {
             panic!("parsed as replay")
         };
-        replay.format.build()
+        replay
+    }
+
+    fn format(args: &[&str]) -> Result<Encoder, ConfigError> {
+        replay(args).format.build()
     }
 
     #[test]
@@ -657,18 +662,8 @@ mod tests {
         ));
     }
 
-    fn syslog(args: &[&str]) -> Result<Destination, ConfigError> {
-        let mut argv = vec!["siem-agent", "replay"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).expect("clap accepts the flags");
-        let Some(Command::Replay(replay)) = cli.command else {
-            panic!("parsed as replay")
-        };
-        replay.syslog.build()
-    }
-
     fn resend_bytes(args: &[&str]) -> Result<usize, String> {
-        match syslog(args) {
+        match replay(args).syslog.build() {
             Ok(Destination::Syslog(plan)) => Ok(plan.resend_bytes),
             Ok(Destination::Stdout) => Err("stdout".into()),
             Err(error) => Err(error.to_string()),

@@ -147,7 +147,7 @@ impl<P: Piece> Helpers<P> {
     /// Up to `wanted` helpers encoding with copies of `encoder`, started
     /// as pieces come; `name` is the encoding thread's.
     pub(super) fn new(encoder: Encoder, wanted: usize, name: &str) -> Self {
-        let ahead = Self::ahead(wanted);
+        let ahead = PIECES_AHEAD.max(2 * (wanted + 1));
         let (work, take) = crossbeam_channel::bounded(ahead);
         let (reports_in, reports) = crossbeam_channel::bounded(ahead);
         Self {
@@ -167,11 +167,6 @@ impl<P: Piece> Helpers<P> {
         }
     }
 
-    /// The window of pieces ahead for `wanted` helpers.
-    fn ahead(wanted: usize) -> usize {
-        PIECES_AHEAD.max(2 * (wanted + 1))
-    }
-
     /// Ends the helpers and drops the spare piece buffers when no piece
     /// was handed out for [`HELPER_REST`] (the stage calls it after a
     /// small page: a tail, not a backfill). The next piece starts a helper
@@ -181,7 +176,8 @@ impl<P: Piece> Helpers<P> {
         if resting || self.busy() || now.saturating_duration_since(self.last_piece) < HELPER_REST {
             return false;
         }
-        // Closing the queue ends each thread; new channels for the next.
+        self.end_threads();
+        // New channels for the helpers of the next pieces.
         let ahead = self.window.len();
         let (work, take) = crossbeam_channel::bounded(ahead);
         let (reports_in, reports) = crossbeam_channel::bounded(ahead);
@@ -189,11 +185,17 @@ impl<P: Piece> Helpers<P> {
         self.take = take;
         self.reports_in = reports_in;
         self.reports = reports;
+        self.spare = Vec::new();
+        true
+    }
+
+    /// Closes the queue, which ends each thread once it has no piece, and
+    /// waits for them.
+    fn end_threads(&mut self) {
+        self.work = None;
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        self.spare = Vec::new();
-        true
     }
 
     /// A piece buffer to fill: a spare one when there is one.
@@ -329,11 +331,7 @@ impl<P: Piece> Helpers<P> {
 
 impl<P: Piece> Drop for Helpers<P> {
     fn drop(&mut self) {
-        // Closing the queue ends each thread once it has no piece.
-        self.work = None;
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
+        self.end_threads();
     }
 }
 

@@ -597,10 +597,11 @@ impl Loop {
     /// Everything is confirmed and nothing more will come: close politely.
     /// A TCP or TLS receiver that resets the connection instead of closing
     /// it threw away bytes it had acknowledged: that is the failure
-    /// returned.
+    /// returned, when the writer keeps lines to send again.
     fn finish(&mut self) -> Option<Failure> {
         let relp = matches!(self.plan.protocol, Protocol::Relp | Protocol::RelpTls);
-        let stream = matches!(self.plan.protocol, Protocol::Tcp | Protocol::Tls);
+        // A reset matters only where acknowledged lines can go again.
+        let resend = self.recent.enabled();
         let target = self.plan.target();
         let link = self.link.as_mut()?;
         if !matches!(link.phase, Phase::Ready) {
@@ -651,7 +652,7 @@ impl Loop {
             match link.read(&mut discard) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(error) if stream => {
+                Err(error) if resend => {
                     return Some(Failure::send(format!(
                         "{target} ({}): while closing: {error}",
                         link.address

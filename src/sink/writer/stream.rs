@@ -398,19 +398,7 @@ mod tests {
         writer.wait_for_state(LinkState::Connected);
         drop(first);
         writer.send(1, &["after the close"]);
-        let mut second = None;
-        listener.set_nonblocking(true).expect("non-blocking");
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while second.is_none() {
-            assert!(std::time::Instant::now() < deadline, "no reconnect");
-            match listener.accept() {
-                Ok((stream, _)) => second = Some(stream),
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        let mut second: TcpStream = second.expect("reconnected");
-        second.set_nonblocking(false).expect("blocking");
-        second.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut second = accept_within(&listener);
         assert_eq!(writer.confirmed().ticket, 1);
         assert_eq!(writer.count(|h| &h.counters.reconnects), 1);
         let (state, last_error, _) = writer.health.state();
