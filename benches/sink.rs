@@ -484,8 +484,8 @@ fn main() {
         ),
     ];
     if wanted("resend") {
-        // What keeping a copy of the lines acknowledged last (to send again
-        // after a reset) costs the TCP writer.
+        // What keeping the batches acknowledged last (to send again after
+        // a reset) costs the TCP writer.
         cases.push((
             "tcp, LF, nothing kept",
             Some("tcp, LF"),

@@ -9,10 +9,11 @@
 //! a thread, and making its channels, for every page cost a dozen
 //! allocations a page and a thread start. When a tenant's backfill is
 //! over, its helpers rest (see `Helpers::rest_if_idle`): a hundred
-//! tailing tenants would otherwise each keep a thread and its buffers. A long-lived thread cannot
-//! borrow the page, so each piece is copied into a buffer that goes to
-//! whichever thread takes it and comes back for the next piece (a memory
-//! copy, small beside parsing it).
+//! tailing tenants would otherwise each keep a thread and its buffers.
+//!
+//! A long-lived thread cannot borrow the page, so each piece is copied
+//! into a buffer that goes to whichever thread takes it and comes back for
+//! the next piece (a memory copy, small beside parsing it).
 //!
 //! All pieces go into one queue that the encoding thread takes from too,
 //! so no thread waits while there is work: with six busy threads on two
@@ -177,14 +178,12 @@ impl<P: Piece> Helpers<P> {
             return false;
         }
         self.end_threads();
-        // New channels for the helpers of the next pieces.
-        let ahead = self.window.len();
-        let (work, take) = crossbeam_channel::bounded(ahead);
-        let (reports_in, reports) = crossbeam_channel::bounded(ahead);
+        // Ending the threads closed the queue: a new one for the helpers
+        // of the next pieces. The reports channel stays as it is: nothing
+        // is out (not busy), so nothing is in it.
+        let (work, take) = crossbeam_channel::bounded(self.window.len());
         self.work = Some(work);
         self.take = take;
-        self.reports_in = reports_in;
-        self.reports = reports;
         self.spare = Vec::new();
         true
     }

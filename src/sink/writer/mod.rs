@@ -571,7 +571,7 @@ impl Loop {
             .front()
             .is_some_and(|p| p.confirmed >= p.batch.bytes.len())
         {
-            let Some(mut done) = self.pending.pop_front() else {
+            let Some(done) = self.pending.pop_front() else {
                 break;
             };
             self.pending_bytes -= done.batch.bytes.len();
@@ -585,7 +585,6 @@ impl Loop {
                     ticket: done.batch.ticket,
                     lines: done.batch.lines,
                 });
-                done.batch.ticket = 0;
             }
             let returns = &mut self.confirmed;
             self.recent.keep(done.batch, Instant::now(), &mut |batch| {
